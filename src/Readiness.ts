@@ -1,0 +1,71 @@
+import { Clock, Effect, Schedule } from "effect"
+import { request } from "undici"
+import { ReadinessTimeout } from "./domain/Errors.ts"
+import type { Target } from "./domain/Placement.ts"
+import type { ServiceConfig } from "./HestiaConfig.ts"
+
+/** One probe never waits longer than this, so a hung health endpoint cannot stall readiness. */
+const PROBE_TIMEOUT_MS = 2_000
+
+// ~100 ms apart at first, backing off gently to 1 s: quick wake-up for fast services, little load for slow ones.
+const probeSchedule = Schedule.exponential("100 millis", 1.2).pipe(Schedule.union(Schedule.spaced("1 second")))
+
+type ProbeResult = { readonly ok: boolean; readonly detail: string }
+
+const probeOnce = (url: string): Effect.Effect<ProbeResult> =>
+  Effect.tryPromise({
+    try: (signal) =>
+      request(url, { method: "GET", signal, headersTimeout: PROBE_TIMEOUT_MS, bodyTimeout: PROBE_TIMEOUT_MS }).then(
+        async (response) => {
+          await response.body.dump()
+          return response.statusCode
+        }
+      ),
+    catch: (error) => (error as { code?: string }).code ?? String(error)
+  }).pipe(
+    Effect.timeoutFail({ duration: PROBE_TIMEOUT_MS, onTimeout: () => "probe timed out" }),
+    Effect.match({
+      onSuccess: (status) => ({ ok: status >= 200 && status < 300, detail: `HTTP ${status}` }),
+      onFailure: (reason) => ({ ok: false, detail: reason })
+    })
+  )
+
+/** Waits until a started service can take requests: its health URL answers 2xx, or `warmup_ms` has passed. */
+export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
+  succeed: {
+    wait: Effect.fn("Readiness.wait")(function* (service: ServiceConfig, target: Target) {
+      const healthUrl = target.healthUrl
+      yield* Effect.annotateCurrentSpan({ "hestia.service.id": service.id, "hestia.machine.id": target.machineId })
+      if (healthUrl === undefined) {
+        yield* Effect.sleep(service.warmupMs)
+        return { probes: 0 }
+      }
+      const startedAt = yield* Clock.currentTimeMillis
+      let probes = 0
+      let last = "none"
+      const probe = Effect.suspend(() => {
+        probes++
+        return probeOnce(healthUrl)
+      }).pipe(
+        Effect.tap((result) => {
+          last = result.detail
+        }),
+        Effect.filterOrFail((result) => result.ok)
+      )
+      yield* Effect.retry(probe, probeSchedule).pipe(
+        Effect.timeoutFail({
+          duration: service.requestTimeoutMs,
+          onTimeout: () => undefined
+        }),
+        Effect.catchAll(() =>
+          Effect.flatMap(
+            Clock.currentTimeMillis,
+            (now) => new ReadinessTimeout({ serviceId: service.id, waitedMs: now - startedAt, probes, lastProbe: last })
+          )
+        )
+      )
+      yield* Effect.annotateCurrentSpan({ "hestia.readiness.probes": probes, "hestia.readiness.last": last })
+      return { probes }
+    })
+  }
+}) {}

@@ -1,0 +1,532 @@
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Option,
+  Queue,
+  Schedule,
+  type Scope,
+  SubscriptionRef
+} from "effect"
+import {
+  QueueFull,
+  QueueTimeout,
+  type StartAttempt,
+  type StartError,
+  StartupFailed,
+  UnknownService
+} from "./domain/Errors.ts"
+import { type Target, targetsFor } from "./domain/Placement.ts"
+import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
+import { type Instance, Orchestrator } from "./Orchestrator.ts"
+import { Readiness } from "./Readiness.ts"
+
+export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
+
+/** What started a cold start, for logs and traces. */
+export type StartTrigger = "request" | "api" | "restart"
+
+export interface ServiceState {
+  readonly status: ServiceStatus
+  readonly machineId: string | undefined
+  readonly baseUrl: string | undefined
+  readonly lastError: StartupFailed | undefined
+  /** Clock time of the last transition. */
+  readonly since: number
+}
+
+/** Permission to send one request to a hot service; `release` when its response has ended (idempotent). */
+export interface Lease {
+  readonly target: Target
+  readonly release: () => void
+}
+
+export interface ServiceStatusView {
+  readonly serviceId: string
+  readonly state: ServiceStatus
+  readonly readiness: "ready" | "not_ready"
+  readonly machineId: string | null
+  readonly baseUrl: string
+  readonly queuePending: number
+  readonly queueCapacity: number
+  readonly inFlight: number
+  readonly lastActivity: string | null
+  readonly lastError: {
+    readonly error: string
+    readonly message: string
+    readonly attempts: ReadonlyArray<StartAttempt>
+  } | null
+}
+
+type Ticket = Deferred.Deferred<Lease, StartupFailed>
+
+/** One service's lifecycle. Every transition happens under `owner`; the plain fields mirror `state` for the hot path. */
+interface Entry {
+  readonly service: ServiceConfig
+  readonly targets: ReadonlyArray<Target>
+  readonly state: SubscriptionRef.SubscriptionRef<ServiceState>
+  readonly owner: Effect.Semaphore
+  /** Requests waiting for a start, in arrival order; bounded by `queue_size`. */
+  readonly waiters: Queue.Queue<Ticket>
+  status: ServiceStatus
+  current: Target | undefined
+  inFlight: number
+  lastActivity: number
+  /** Bumped on every start, so late news about an older instance is ignored. */
+  generation: number
+  startRequested: boolean
+  starter: Fiber.RuntimeFiber<void> | undefined
+  watchers: Array<Fiber.RuntimeFiber<unknown, unknown>>
+}
+
+const describeError = (error: StartError): Pick<StartAttempt, "error" | "message"> => ({
+  error: error._tag,
+  message: error.message
+})
+
+export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/ServiceRegistry", {
+  scoped: Effect.gen(function* () {
+    const config = yield* HestiaConfig
+    const orchestrator = yield* Orchestrator
+    const readiness = yield* Readiness
+    const clock = yield* Effect.clock
+    const scope: Scope.Scope = yield* Effect.scope
+
+    const entries = new Map<string, Entry>()
+    for (const service of config.services.values()) {
+      entries.set(service.id, {
+        service,
+        targets: targetsFor(service, config),
+        state: yield* SubscriptionRef.make<ServiceState>({
+          status: "cold",
+          machineId: undefined,
+          baseUrl: undefined,
+          lastError: undefined,
+          since: clock.unsafeCurrentTimeMillis()
+        }),
+        owner: yield* Effect.makeSemaphore(1),
+        waiters: yield* Queue.dropping<Ticket>(service.queueSize),
+        status: "cold",
+        current: undefined,
+        inFlight: 0,
+        lastActivity: 0,
+        generation: 0,
+        startRequested: false,
+        starter: undefined,
+        watchers: []
+      })
+    }
+
+    const lookup = (serviceId: string) => {
+      const entry = entries.get(serviceId)
+      return entry === undefined ? Effect.fail(new UnknownService({ serviceId })) : Effect.succeed(entry)
+    }
+
+    const locked = <A, E, R>(entry: Entry, effect: Effect.Effect<A, E, R>) => entry.owner.withPermits(1)(effect)
+
+    const transition = (entry: Entry, status: ServiceStatus, patch: Partial<ServiceState> = {}) =>
+      Effect.gen(function* () {
+        const from = entry.status
+        entry.status = status
+        const next = yield* SubscriptionRef.updateAndGet(entry.state, (state) => ({
+          ...state,
+          ...patch,
+          status,
+          since: clock.unsafeCurrentTimeMillis()
+        }))
+        yield* Effect.logInfo(`${entry.service.id}: ${from} → ${status}`).pipe(
+          Effect.annotateLogs({
+            event: "state",
+            serviceId: entry.service.id,
+            from,
+            to: status,
+            machineId: next.machineId
+          })
+        )
+      })
+
+    const lease = (entry: Entry): Lease => {
+      entry.inFlight++
+      let released = false
+      return {
+        target: entry.current!,
+        release: () => {
+          if (released) return
+          released = true
+          entry.inFlight--
+          entry.lastActivity = clock.unsafeCurrentTimeMillis()
+        }
+      }
+    }
+
+    // -------------------------------------------------------------------------
+    // Startup policy: per machine in order, retry_count + 1 attempts retry_delay_ms apart.
+    // -------------------------------------------------------------------------
+
+    const attemptOn = (entry: Entry, target: Target, attempts: Array<StartAttempt>) => {
+      const service = entry.service
+      let attempt = 0
+      const once = Effect.gen(function* () {
+        attempt++
+        const instance = yield* orchestrator.start(service, target)
+        yield* Effect.raceFirst(readiness.wait(service, target), instance.exited)
+        return instance
+      }).pipe(
+        // A failed or abandoned attempt must not leave anything running behind it.
+        Effect.onError(() => orchestrator.stop(service, target).pipe(Effect.ignore)),
+        Effect.tapError((error) =>
+          Effect.gen(function* () {
+            attempts.push({ machine: target.machineId, attempt, ...describeError(error) })
+            yield* Effect.logWarning(`start attempt ${attempt} on ${target.machineId} failed: ${error.message}`).pipe(
+              Effect.annotateLogs({
+                event: "attempt_failed",
+                serviceId: service.id,
+                machineId: target.machineId,
+                attempt,
+                error: error._tag
+              })
+            )
+          })
+        ),
+        Effect.withSpan("ServiceRegistry.attempt", {
+          attributes: { "hestia.service.id": service.id, "hestia.machine.id": target.machineId }
+        })
+      )
+      return once.pipe(
+        Effect.retry(
+          Schedule.spaced(service.retryDelayMs).pipe(Schedule.intersect(Schedule.recurs(service.retryCount)))
+        ),
+        Effect.withSpan("ServiceRegistry.machine", {
+          attributes: { "hestia.service.id": service.id, "hestia.machine.id": target.machineId }
+        })
+      )
+    }
+
+    const startupPolicy = (entry: Entry, trigger: StartTrigger) =>
+      Effect.gen(function* () {
+        const attempts: Array<StartAttempt> = []
+        for (const target of entry.targets) {
+          const result = yield* Effect.either(attemptOn(entry, target, attempts))
+          if (result._tag === "Right") return { target, instance: result.right }
+        }
+        return yield* new StartupFailed({ serviceId: entry.service.id, attempts })
+      }).pipe(
+        Effect.withSpan("ServiceRegistry.coldStart", {
+          attributes: { "hestia.service.id": entry.service.id, "hestia.trigger": trigger }
+        })
+      )
+
+    /** Under the owner: leave `cold` and run the policy in the background. */
+    const beginStart = (entry: Entry, trigger: StartTrigger) =>
+      Effect.gen(function* () {
+        entry.generation++
+        entry.startRequested = false
+        yield* transition(entry, "starting", { machineId: undefined, baseUrl: undefined })
+        yield* Effect.logInfo(`${entry.service.id}: start requested`).pipe(
+          Effect.annotateLogs({ event: "start_requested", serviceId: entry.service.id, trigger })
+        )
+        entry.starter = yield* Effect.forkIn(runStartup(entry, entry.generation, trigger), scope)
+      })
+
+    const runStartup = (entry: Entry, generation: number, trigger: StartTrigger): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const startedAt = yield* Clock.currentTimeMillis
+        const exit = yield* Effect.exit(startupPolicy(entry, trigger))
+        yield* locked(
+          entry,
+          Effect.gen(function* () {
+            entry.starter = undefined
+            if (entry.generation !== generation) return
+            const waiting = yield* Queue.takeAll(entry.waiters)
+            if (Exit.isSuccess(exit)) {
+              const { target, instance } = exit.value
+              entry.current = target
+              entry.lastActivity = clock.unsafeCurrentTimeMillis()
+              yield* transition(entry, "hot", {
+                machineId: target.machineId,
+                baseUrl: target.baseUrl,
+                lastError: undefined
+              })
+              yield* Effect.logInfo(`${entry.service.id}: ready on ${target.machineId}`).pipe(
+                Effect.annotateLogs({
+                  event: "ready",
+                  serviceId: entry.service.id,
+                  machineId: target.machineId,
+                  durationMs: entry.lastActivity - startedAt,
+                  released: waiting.length
+                })
+              )
+              // Arrival order: each waiter is granted its lease in turn.
+              for (const ticket of waiting) yield* Deferred.succeed(ticket, lease(entry))
+              yield* watch(entry, generation, instance)
+            } else {
+              const error =
+                Option.getOrUndefined(Cause.failureOption(exit.cause)) ??
+                new StartupFailed({
+                  serviceId: entry.service.id,
+                  attempts: [
+                    { machine: "-", attempt: 0, error: "Interrupted", message: "start cancelled by a stop request" }
+                  ]
+                })
+              entry.current = undefined
+              yield* transition(entry, "cold", { machineId: undefined, baseUrl: undefined, lastError: error })
+              yield* Effect.logError(`${entry.service.id}: start failed`).pipe(
+                Effect.annotateLogs({
+                  event: "start_failed",
+                  serviceId: entry.service.id,
+                  attempts: error.attempts.length,
+                  rejected: waiting.length
+                })
+              )
+              for (const ticket of waiting) yield* Deferred.fail(ticket, error)
+            }
+          })
+        )
+      })
+
+    /** While hot: the idle reaper, and a watch on the instance dying by itself. */
+    const watch = (entry: Entry, generation: number, instance: Instance) =>
+      Effect.gen(function* () {
+        const crashWatch = instance.exited.pipe(
+          Effect.catchAll((error) => markGone(entry, generation, `${error._tag}: ${error.message}`))
+        )
+        entry.watchers = [yield* Effect.forkIn(crashWatch, scope)]
+        if (entry.service.idleTimeoutMs > 0) entry.watchers.push(yield* Effect.forkIn(reaper(entry, generation), scope))
+      })
+
+    const reaper = (entry: Entry, generation: number) => {
+      const idleMs = entry.service.idleTimeoutMs
+      const loop: Effect.Effect<void> = Effect.gen(function* () {
+        if (entry.generation !== generation || entry.status !== "hot") return
+        if (entry.inFlight > 0) {
+          // A request or stream is open; its end stamps lastActivity, so check again later.
+          yield* Effect.sleep(idleMs)
+          return yield* loop
+        }
+        const idleFor = clock.unsafeCurrentTimeMillis() - entry.lastActivity
+        if (idleFor < idleMs) {
+          yield* Effect.sleep(idleMs - idleFor)
+          return yield* loop
+        }
+        const stopping = yield* locked(
+          entry,
+          Effect.gen(function* () {
+            const stillIdle =
+              entry.generation === generation &&
+              entry.status === "hot" &&
+              entry.inFlight === 0 &&
+              clock.unsafeCurrentTimeMillis() - entry.lastActivity >= idleMs
+            if (stillIdle) yield* beginStop(entry, "idle")
+            return stillIdle
+          })
+        )
+        if (!stopping) return yield* loop
+      })
+      return loop
+    }
+
+    /** Under the owner: leave `hot` and stop in the background. */
+    const beginStop = (entry: Entry, reason: "idle" | "api" | "gone") =>
+      Effect.gen(function* () {
+        const target = entry.current!
+        const generation = entry.generation
+        // The watchers are interrupted in the background: one of them may be the fiber running this.
+        const watchers = entry.watchers
+        entry.watchers = []
+        yield* Effect.forkIn(Fiber.interruptAll(watchers), scope)
+        yield* transition(entry, "stopping")
+        if (reason === "idle") {
+          yield* Effect.logInfo(`${entry.service.id}: idle, stopping`).pipe(
+            Effect.annotateLogs({ event: "idle_stop", serviceId: entry.service.id, machineId: target.machineId })
+          )
+        }
+        yield* Effect.forkIn(runStop(entry, target, generation), scope)
+      })
+
+    const runStop = (entry: Entry, target: Target, generation: number) =>
+      Effect.gen(function* () {
+        const exit = yield* Effect.exit(orchestrator.stop(entry.service, target))
+        if (Exit.isFailure(exit)) {
+          yield* Effect.logError(`${entry.service.id}: stop failed`, exit.cause).pipe(
+            Effect.annotateLogs({ event: "stop_failed", serviceId: entry.service.id, machineId: target.machineId })
+          )
+        }
+        yield* locked(
+          entry,
+          Effect.gen(function* () {
+            if (entry.generation !== generation || entry.status !== "stopping") return
+            entry.current = undefined
+            yield* transition(entry, "cold", { machineId: undefined, baseUrl: undefined })
+            yield* Effect.logInfo(`${entry.service.id}: stopped`).pipe(
+              Effect.annotateLogs({ event: "stopped", serviceId: entry.service.id, machineId: target.machineId })
+            )
+            // Requests that arrived while it was stopping start it again.
+            const pending = yield* Queue.size(entry.waiters)
+            if (pending > 0 || entry.startRequested) yield* beginStart(entry, pending > 0 ? "request" : "api")
+          })
+        )
+      })
+
+    /** The running instance went away on its own (crash, refused connection): back to cold. */
+    const markGone = (entry: Entry, generation: number, reason: string) =>
+      locked(
+        entry,
+        Effect.gen(function* () {
+          if (entry.generation !== generation || entry.status !== "hot") return
+          yield* Effect.logWarning(`${entry.service.id}: upstream gone (${reason})`).pipe(
+            Effect.annotateLogs({ event: "upstream_gone", serviceId: entry.service.id, reason })
+          )
+          yield* beginStop(entry, "gone")
+        })
+      )
+
+    // -------------------------------------------------------------------------
+    // Requests
+    // -------------------------------------------------------------------------
+
+    /** Drop a ticket whose request gave up (timed out, disconnected); give back a lease granted meanwhile. */
+    const abandon = (entry: Entry, ticket: Ticket) =>
+      locked(
+        entry,
+        Effect.gen(function* () {
+          const done = yield* Deferred.poll(ticket)
+          if (Option.isSome(done)) {
+            const exit = yield* Effect.exit(done.value)
+            if (Exit.isSuccess(exit)) exit.value.release()
+            return
+          }
+          const waiting = yield* Queue.takeAll(entry.waiters)
+          yield* Queue.offerAll(
+            entry.waiters,
+            Array.from(waiting).filter((t) => t !== ticket)
+          )
+          yield* Deferred.interrupt(ticket)
+        })
+      )
+
+    const enqueue = (entry: Entry) =>
+      locked(
+        entry,
+        Effect.gen(function* () {
+          if (entry.status === "hot") return { _tag: "Leased", lease: lease(entry) } as const
+          const ticket = yield* Deferred.make<Lease, StartupFailed>()
+          const admitted = yield* Queue.offer(entry.waiters, ticket)
+          if (!admitted) return yield* new QueueFull({ serviceId: entry.service.id, capacity: entry.service.queueSize })
+          if (entry.status === "cold") yield* beginStart(entry, "request")
+          yield* Effect.logDebug(`${entry.service.id}: request queued`).pipe(
+            Effect.annotateLogs({ event: "request_queued", serviceId: entry.service.id, status: entry.status })
+          )
+          return { _tag: "Queued", ticket } as const
+        })
+      )
+
+    const acquire = Effect.fn("ServiceRegistry.acquire")(function* (serviceId: string) {
+      const entry = yield* lookup(serviceId)
+      if (entry.status === "hot") return lease(entry)
+      const admission = yield* enqueue(entry)
+      if (admission._tag === "Leased") return admission.lease
+      const ticket = admission.ticket
+      const waitMs = entry.service.requestTimeoutMs
+      return yield* Deferred.await(ticket).pipe(
+        Effect.timeoutFail({
+          duration: waitMs,
+          onTimeout: () => new QueueTimeout({ serviceId, waitedMs: waitMs })
+        }),
+        Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : abandon(entry, ticket)))
+      )
+    })
+
+    /** The proxy's fast path: a lease when the service is hot, without a fiber. */
+    const tryAcquireHot = (serviceId: string): Lease | undefined => {
+      const entry = entries.get(serviceId)
+      return entry !== undefined && entry.status === "hot" ? lease(entry) : undefined
+    }
+
+    /** The proxy saw the hot upstream refuse a connection: it is gone, the next request restarts it. */
+    const reportUnavailable = (serviceId: string, target: Target, reason: string) => {
+      const entry = entries.get(serviceId)
+      if (entry === undefined || entry.current !== target) return Effect.void
+      return markGone(entry, entry.generation, reason)
+    }
+
+    // -------------------------------------------------------------------------
+    // Control
+    // -------------------------------------------------------------------------
+
+    const start = Effect.fn("ServiceRegistry.start")(function* (serviceId: string) {
+      const entry = yield* lookup(serviceId)
+      return yield* locked(
+        entry,
+        Effect.gen(function* () {
+          const before = entry.status
+          if (before === "cold") yield* beginStart(entry, "api")
+          if (before === "stopping") entry.startRequested = true
+          return before
+        })
+      )
+    })
+
+    const stop = Effect.fn("ServiceRegistry.stop")(function* (serviceId: string) {
+      const entry = yield* lookup(serviceId)
+      return yield* locked(
+        entry,
+        Effect.gen(function* () {
+          const before = entry.status
+          entry.startRequested = false
+          if (before === "hot") yield* beginStop(entry, "api")
+          if (before === "starting" && entry.starter !== undefined) {
+            const starter = entry.starter
+            // Interrupting the policy stops the attempt in progress; runStartup then fails the waiters.
+            yield* Effect.forkIn(Fiber.interrupt(starter), scope)
+          }
+          return before
+        })
+      )
+    })
+
+    const view = (entry: Entry) =>
+      Effect.gen(function* () {
+        const state = yield* SubscriptionRef.get(entry.state)
+        const lastError = state.lastError
+        return {
+          serviceId: entry.service.id,
+          state: state.status,
+          readiness: state.status === "hot" ? "ready" : "not_ready",
+          machineId: state.machineId ?? null,
+          baseUrl: state.baseUrl ?? entry.targets[0]!.baseUrl,
+          queuePending: yield* Queue.size(entry.waiters),
+          queueCapacity: entry.service.queueSize,
+          inFlight: entry.inFlight,
+          lastActivity: entry.lastActivity === 0 ? null : new Date(entry.lastActivity).toISOString(),
+          lastError:
+            lastError === undefined
+              ? null
+              : { error: lastError._tag, message: lastError.message, attempts: lastError.attempts }
+        } satisfies ServiceStatusView
+      })
+
+    const status = Effect.fn("ServiceRegistry.status")(function* (serviceId: string) {
+      return yield* view(yield* lookup(serviceId))
+    })
+
+    const list = Effect.forEach(entries.values(), view)
+
+    return {
+      acquire,
+      tryAcquireHot,
+      reportUnavailable,
+      start,
+      stop,
+      status,
+      list,
+      /** State changes of one service, current state first. */
+      changes: (serviceId: string) => Effect.map(lookup(serviceId), (entry) => entry.state.changes),
+      service: (serviceId: string) => Effect.map(lookup(serviceId), (entry) => entry.service),
+      has: (serviceId: string) => entries.has(serviceId)
+    }
+  }),
+  dependencies: [Readiness.Default]
+}) {}

@@ -1,0 +1,61 @@
+import type {
+  BadRequest,
+  QueueFull,
+  QueueTimeout,
+  StartupFailed,
+  Unauthorized,
+  UnknownService,
+  UpstreamTimeout,
+  UpstreamUnavailable
+} from "./Errors.ts"
+
+/** Every error that may become an HTTP answer. */
+export type GatewayError =
+  | UnknownService
+  | Unauthorized
+  | QueueFull
+  | QueueTimeout
+  | StartupFailed
+  | UpstreamUnavailable
+  | UpstreamTimeout
+  | BadRequest
+
+export interface ErrorResponse {
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: Record<string, unknown>
+}
+
+/** Seconds a client is told to wait before retrying a service that is busy starting or failed to start. */
+const RETRY_AFTER_SECONDS = "5"
+
+/** The one place where typed errors become HTTP status, headers and JSON body. */
+export const toErrorResponse = (error: GatewayError): ErrorResponse => {
+  const body = { error: error._tag, message: error.message }
+  switch (error._tag) {
+    case "UnknownService":
+      return { status: 404, headers: {}, body: { ...body, serviceId: error.serviceId } }
+    case "Unauthorized":
+      return { status: 401, headers: { "www-authenticate": 'Bearer realm="hestia"' }, body }
+    case "QueueFull":
+      return {
+        status: 503,
+        headers: { "retry-after": RETRY_AFTER_SECONDS },
+        body: { ...body, serviceId: error.serviceId, capacity: error.capacity }
+      }
+    case "QueueTimeout":
+      return { status: 504, headers: {}, body: { ...body, serviceId: error.serviceId, waitedMs: error.waitedMs } }
+    case "StartupFailed":
+      return {
+        status: 503,
+        headers: { "retry-after": RETRY_AFTER_SECONDS },
+        body: { ...body, serviceId: error.serviceId, attempts: error.attempts }
+      }
+    case "UpstreamUnavailable":
+      return { status: 502, headers: {}, body: { ...body, serviceId: error.serviceId } }
+    case "UpstreamTimeout":
+      return { status: 504, headers: {}, body: { ...body, serviceId: error.serviceId } }
+    case "BadRequest":
+      return { status: 400, headers: {}, body }
+  }
+}
