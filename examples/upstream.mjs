@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // A small HTTP service for Hestia's demo config, tests and benchmarks.
 //   node examples/upstream.mjs --port 9801 [--boot-ms 500] [--exit-code 3] [--ignore-sigterm]
+// --record FILE appends "start <pid>" to FILE when the process starts (tests count starts with it).
 // Routes: /health, /echo/*, /bytes?n=, /ndjson?lines=&interval=, /sse?events=&interval=, /gzip, /slow?ms=,
 //         /mirror (answers the request body as sent), /_seen (requests seen so far), anything else → echo.
 import { createHash } from "node:crypto"
+import { appendFileSync } from "node:fs"
 import { createServer } from "node:http"
 import { gzipSync } from "node:zlib"
 
@@ -16,6 +18,8 @@ const port = Number(option("port", process.env.PORT ?? "0"))
 const bootMs = Number(option("boot-ms", "0"))
 const exitCode = option("exit-code", undefined)
 const ignoreSigterm = args.includes("--ignore-sigterm")
+const record = option("record", undefined)
+if (record !== undefined) appendFileSync(record, `start ${process.pid}\n`)
 
 if (exitCode !== undefined) {
   console.error(`exiting at once with code ${exitCode}, as asked`)
@@ -25,6 +29,7 @@ if (ignoreSigterm) process.on("SIGTERM", () => console.log("SIGTERM ignored"))
 else process.on("SIGTERM", () => process.exit(0))
 
 const seen = []
+const stats = { aborted: 0 }
 const gzipped = gzipSync(Buffer.from("hello, compressed world\n".repeat(100)))
 const chunk = Buffer.alloc(64 * 1024, "abcdefghijklmnopqrstuvwxyz0123456789")
 
@@ -50,6 +55,8 @@ const server = createServer((req, res) => {
         return json(res, 200, { ok: true, pid: process.pid })
       case "/_seen":
         return json(res, 200, seen)
+      case "/_stats":
+        return json(res, 200, stats)
       case "/mirror":
         res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/octet-stream" })
         return res.end(Buffer.concat(parts))
@@ -91,7 +98,10 @@ const server = createServer((req, res) => {
             res.end()
           }
         }, interval)
-        res.on("close", () => clearInterval(timer))
+        res.on("close", () => {
+          if (!res.writableFinished) stats.aborted++
+          clearInterval(timer)
+        })
         return
       }
       case "/slow":

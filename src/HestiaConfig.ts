@@ -2,6 +2,7 @@ import { FileSystem } from "@effect/platform"
 import { Config, Context, Effect, Either, Layer, LogLevel, Option, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
 import { ConfigError } from "./domain/Errors.ts"
+import { labelsMatch } from "./domain/Placement.ts"
 
 // ---------------------------------------------------------------------------
 // The file format: snake_case keys, a superset of the original Hestia's.
@@ -18,7 +19,7 @@ const urlLike = (value: string) => {
 }
 
 const HttpUrl = Schema.String.pipe(Schema.filter(urlLike, { message: () => "expected an http:// or https:// URL" }))
-const Millis = Schema.NonNegativeInt.annotations({ message: () => "expected a whole number of milliseconds ≥ 0" })
+const Millis = Schema.NonNegativeInt
 const Seconds = Schema.Number.pipe(Schema.positive({ message: () => "expected a number of seconds > 0" }))
 const ServiceId = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, {
@@ -61,6 +62,37 @@ const MachineFile = Schema.Struct({
   )
 })
 
+const LabelValue = Schema.Union(Schema.String, Schema.Number, Schema.Boolean)
+
+const isPreferStep = Schema.is(
+  Schema.Union(
+    Schema.NonEmptyString,
+    Schema.Record({ key: Schema.String, value: LabelValue }).pipe(
+      Schema.filter((labels) => Object.keys(labels).length > 0)
+    )
+  )
+)
+// Declared as one check so a bad step gets one plain message rather than each union member's complaint.
+const PreferStep = Schema.declare(isPreferStep, {
+  message: () => "expected a machine id, or a label selector with at least one label such as { gpu: true }"
+})
+
+/** One routing rule: for the services it matches, the machines to try, in order. */
+const RoutingRuleFile = Schema.Struct({
+  /** Service ids, `*` as a wildcard; absent = every service. */
+  services: Schema.optional(
+    Schema.Array(Schema.NonEmptyString).pipe(
+      Schema.minItems(1, {
+        message: () => "expected at least one service id or pattern (omit the key for every service)"
+      })
+    )
+  ),
+  /** Each entry is a machine id, or a label selector standing for every machine with those labels (file order). */
+  prefer: Schema.Array(PreferStep).pipe(
+    Schema.minItems(1, { message: () => "expected at least one machine id or label selector" })
+  )
+})
+
 export const ConfigFile = Schema.Struct({
   server: Schema.optional(
     Schema.Struct({
@@ -82,8 +114,9 @@ export const ConfigFile = Schema.Struct({
   semaphore_base_url: Schema.optional(Schema.NullOr(HttpUrl)),
   semaphore_api_key: Schema.optional(Schema.NullOr(Schema.String)),
   semaphore_project_id: Schema.optional(Schema.NullOr(Schema.Int)),
-  machines: Schema.optional(Schema.Record({ key: Schema.String, value: MachineFile })),
-  services: Schema.optional(Schema.Record({ key: ServiceId, value: ServiceFile }))
+  machines: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: MachineFile }))),
+  services: Schema.optional(Schema.NullOr(Schema.Record({ key: ServiceId, value: ServiceFile }))),
+  routing_rules: Schema.optional(Schema.NullOr(Schema.Array(RoutingRuleFile)))
 })
 type ConfigFile = typeof ConfigFile.Type
 
@@ -131,6 +164,19 @@ export interface MachineConfig {
   readonly labels: Readonly<Record<string, string | number | boolean>>
 }
 
+export type LabelValue = string | number | boolean
+
+/** A step of a routing rule's order: one machine, or every machine carrying all these labels (in file order). */
+export type MachinePreference =
+  | { readonly _tag: "Machine"; readonly machineId: string }
+  | { readonly _tag: "Labels"; readonly labels: Readonly<Record<string, LabelValue>> }
+
+export interface RoutingRule {
+  /** Service id patterns (`*` wildcard); undefined = every service. */
+  readonly services: ReadonlyArray<string> | undefined
+  readonly prefer: ReadonlyArray<MachinePreference>
+}
+
 export interface Settings {
   /** Where the settings came from, for messages. */
   readonly source: string
@@ -150,6 +196,8 @@ export interface Settings {
   }
   readonly machines: ReadonlyMap<string, MachineConfig>
   readonly services: ReadonlyMap<string, ServiceConfig>
+  /** Placement for services without their own `machines:` list; the first rule matching the service decides. */
+  readonly routingRules: ReadonlyArray<RoutingRule>
 }
 
 export const defaults = {
@@ -247,7 +295,14 @@ const toSettings = (source: string, file: ConfigFile): Settings => ({
       { id, host: m.host, semaphoreMachineId: m.semaphore_machine_id ?? undefined, labels: m.labels ?? {} }
     ])
   ),
-  services: new Map(Object.entries(file.services ?? {}).map(([id, s]) => [id, toServiceConfig(id, s)]))
+  services: new Map(Object.entries(file.services ?? {}).map(([id, s]) => [id, toServiceConfig(id, s)])),
+  routingRules: (file.routing_rules ?? []).map((rule) => ({
+    services: rule.services,
+    prefer: rule.prefer.map(
+      (step): MachinePreference =>
+        typeof step === "string" ? { _tag: "Machine", machineId: step } : { _tag: "Labels", labels: step }
+    )
+  }))
 })
 
 // ---------------------------------------------------------------------------
@@ -326,10 +381,19 @@ const applyOverride = (raw: Record<string, any>, { path, value }: Override) => {
 
 const formatPath = (path: ReadonlyArray<PropertyKey>) => path.map(String).join(".")
 
+/** Schema spells out a whole struct type when a mapping is expected; say it in words instead. */
+const conciseProblem = (message: string) => {
+  const actual = message.match(/, actual (.*)$/s)?.[1]
+  if (message.startsWith("Expected {")) return `expected a mapping of keys to values${actual ? `, got ${actual}` : ""}`
+  if (message.startsWith("Expected ReadonlyArray") || message.startsWith("Expected readonly ["))
+    return `expected a list${actual ? `, got ${actual}` : ""}`
+  return message
+}
+
 /** Parse YAML text and environment overrides into Settings, or one ConfigError naming file, key path and problem. */
 export const parse = (text: string, source: string) =>
   Effect.gen(function* () {
-    const doc = Yaml.parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+    const doc = Yaml.parseDocument(text, { prettyErrors: true, uniqueKeys: true })
     if (doc.errors.length > 0) {
       const first = doc.errors[0]!
       const where = first.linePos?.[0] ? `line ${first.linePos[0].line}, column ${first.linePos[0].col}` : ""
@@ -358,7 +422,7 @@ export const parse = (text: string, source: string) =>
       const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]!
       const path = formatPath(issue.path)
       const override = overrides.find((o) => formatPath(o.path) === path || path.startsWith(`${formatPath(o.path)}.`))
-      const problem = issue._tag === "Unexpected" ? "unknown key" : issue.message
+      const problem = issue._tag === "Unexpected" ? "unknown key" : conciseProblem(issue.message)
       return yield* new ConfigError({
         file: override ? `environment variable ${override.variable}` : source,
         path,
@@ -367,6 +431,8 @@ export const parse = (text: string, source: string) =>
     }
     const settings = toSettings(source, decoded.right)
     yield* validateReferences(settings)
+    yield* validateSemaphore(settings)
+    yield* validateRoutingRules(settings)
     return settings
   })
 
@@ -388,6 +454,48 @@ const validateReferences = (settings: Settings) =>
           path: `services.${service.id}.semaphore_start_template_id`,
           problem: "required when semaphore_enabled is true"
         })
+      }
+    })
+  )
+
+/** A Semaphore service cannot start without the server, its token and the project. */
+const validateSemaphore = (settings: Settings) =>
+  Effect.gen(function* () {
+    const first = [...settings.services.values()].find((service) => service.kind === "semaphore")
+    if (first === undefined) return
+    const missing = (
+      [
+        ["semaphore_base_url", "SEMAPHORE_BASE_URL", settings.semaphore.baseUrl],
+        ["semaphore_api_key", "SEMAPHORE_API_KEY", settings.semaphore.apiKey],
+        ["semaphore_project_id", "SEMAPHORE_PROJECT_ID", settings.semaphore.projectId]
+      ] as const
+    ).find(([, , value]) => value === undefined || value === "")
+    if (missing !== undefined) {
+      return yield* new ConfigError({
+        file: settings.source,
+        path: missing[0],
+        problem: `required (or env ${missing[1]}) because service "${first.id}" has semaphore_enabled: true`
+      })
+    }
+  })
+
+const validateRoutingRules = (settings: Settings) =>
+  Effect.forEach(settings.routingRules, (rule, index) =>
+    Effect.gen(function* () {
+      const fail = (path: string, problem: string) =>
+        new ConfigError({ file: settings.source, path: `routing_rules.${index}${path}`, problem })
+      for (const [i, pattern] of (rule.services ?? []).entries()) {
+        if (!pattern.includes("*") && !settings.services.has(pattern)) {
+          return yield* fail(`.services.${i}`, `unknown service "${pattern}" (not under services:)`)
+        }
+      }
+      for (const [i, step] of rule.prefer.entries()) {
+        if (step._tag === "Machine" && !settings.machines.has(step.machineId)) {
+          return yield* fail(`.prefer.${i}`, `unknown machine "${step.machineId}" (not under machines:)`)
+        }
+        if (step._tag === "Labels" && ![...settings.machines.values()].some((m) => labelsMatch(m, step.labels))) {
+          return yield* fail(`.prefer.${i}`, `no machine has the labels ${JSON.stringify(step.labels)}`)
+        }
       }
     })
   )

@@ -284,8 +284,13 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
       }
     }
 
-    const forward = (req: IncomingMessage, res: ServerResponse, parsed: ServicePath, lease: Lease) => {
-      const requestId = requestIdOf(req.headers)
+    const forward = (
+      req: IncomingMessage,
+      res: ServerResponse,
+      parsed: ServicePath,
+      lease: Lease,
+      requestId: string
+    ) => {
       const abort = new AbortController()
       res.once("close", () => {
         if (!res.writableFinished) abort.abort()
@@ -320,11 +325,12 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
 
     /** Wait for a service that is not hot, then forward; the client leaving stops the wait. */
     const forwardWhenReady = (req: IncomingMessage, res: ServerResponse, parsed: ServicePath) => {
+      const requestId = requestIdOf(req.headers)
       const fiber = runFork(
-        registry.acquire(parsed.serviceId).pipe(
+        registry.acquire(parsed.serviceId, requestId).pipe(
           Effect.match({
-            onSuccess: (lease) => (res.destroyed ? lease.release() : forward(req, res, parsed, lease)),
-            onFailure: (error) => writeError(res, error)
+            onSuccess: (lease) => (res.destroyed ? lease.release() : forward(req, res, parsed, lease, requestId)),
+            onFailure: (error) => writeError(res, error, requestId)
           })
         )
       )
@@ -339,7 +345,7 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
       if (parsed instanceof BadRequest) return writeError(res, parsed)
       if (!registry.has(parsed.serviceId)) return writeError(res, new UnknownService({ serviceId: parsed.serviceId }))
       const lease = registry.tryAcquireHot(parsed.serviceId)
-      if (lease !== undefined) return forward(req, res, parsed, lease)
+      if (lease !== undefined) return forward(req, res, parsed, lease, requestIdOf(req.headers))
       forwardWhenReady(req, res, parsed)
     }
 
@@ -349,9 +355,9 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
       const parsed = parseServicePath(`${SERVICES_PREFIX}${input.serviceId}${path}`)
       if (parsed instanceof BadRequest) return yield* parsed
       if (!registry.has(parsed.serviceId)) return yield* new UnknownService({ serviceId: parsed.serviceId })
-      const lease = yield* registry.acquire(parsed.serviceId)
-      const raw = Object.entries(input.headers).flat()
       const requestId = requestIdOf(input.headers)
+      const lease = yield* registry.acquire(parsed.serviceId, requestId)
+      const raw = Object.entries(input.headers).flat()
       return yield* Effect.async<DispatchResponse, GatewayError>((resume, signal) => {
         const chunks: Array<Buffer> = []
         let head: { status: number; headers: Record<string, string | Array<string>> } | undefined

@@ -1,8 +1,8 @@
 import {
   Cause,
-  Clock,
   Deferred,
   Effect,
+  Equal,
   Exit,
   Fiber,
   Option,
@@ -21,13 +21,11 @@ import {
 } from "./domain/Errors.ts"
 import { type Target, targetsFor } from "./domain/Placement.ts"
 import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
+import { type LifecycleEvent, LifecycleEvents, type ServiceStatus, type StartTrigger } from "./LifecycleEvents.ts"
 import { type Instance, Orchestrator } from "./Orchestrator.ts"
 import { Readiness } from "./Readiness.ts"
 
-export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
-
-/** What started a cold start, for logs and traces. */
-export type StartTrigger = "request" | "api" | "restart"
+export type { ServiceStatus, StartTrigger }
 
 export interface ServiceState {
   readonly status: ServiceStatus
@@ -78,7 +76,7 @@ interface Entry {
   /** Bumped on every start, so late news about an older instance is ignored. */
   generation: number
   startRequested: boolean
-  starter: Fiber.RuntimeFiber<void> | undefined
+  starter: Fiber.RuntimeFiber<unknown, unknown> | undefined
   watchers: Array<Fiber.RuntimeFiber<unknown, unknown>>
 }
 
@@ -92,6 +90,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const config = yield* HestiaConfig
     const orchestrator = yield* Orchestrator
     const readiness = yield* Readiness
+    const events = yield* LifecycleEvents
     const clock = yield* Effect.clock
     const scope: Scope.Scope = yield* Effect.scope
 
@@ -127,6 +126,10 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
 
     const locked = <A, E, R>(entry: Entry, effect: Effect.Effect<A, E, R>) => entry.owner.withPermits(1)(effect)
 
+    type EventFields<E> = E extends LifecycleEvent ? Omit<E, "serviceId" | "at"> : never
+    const emit = (entry: Entry, event: EventFields<LifecycleEvent>) =>
+      events.emit({ ...event, serviceId: entry.service.id, at: clock.unsafeCurrentTimeMillis() } as LifecycleEvent)
+
     const transition = (entry: Entry, status: ServiceStatus, patch: Partial<ServiceState> = {}) =>
       Effect.gen(function* () {
         const from = entry.status
@@ -137,15 +140,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           status,
           since: clock.unsafeCurrentTimeMillis()
         }))
-        yield* Effect.logInfo(`${entry.service.id}: ${from} → ${status}`).pipe(
-          Effect.annotateLogs({
-            event: "state",
-            serviceId: entry.service.id,
-            from,
-            to: status,
-            machineId: next.machineId
-          })
-        )
+        yield* emit(entry, { type: "state", from, to: status, machineId: next.machineId })
       })
 
     const lease = (entry: Entry): Lease => {
@@ -171,6 +166,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       let attempt = 0
       const once = Effect.gen(function* () {
         attempt++
+        yield* emit(entry, { type: "attempt_started", machineId: target.machineId, attempt })
         const instance = yield* orchestrator.start(service, target)
         yield* Effect.raceFirst(readiness.wait(service, target), instance.exited)
         return instance
@@ -180,15 +176,12 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         Effect.tapError((error) =>
           Effect.gen(function* () {
             attempts.push({ machine: target.machineId, attempt, ...describeError(error) })
-            yield* Effect.logWarning(`start attempt ${attempt} on ${target.machineId} failed: ${error.message}`).pipe(
-              Effect.annotateLogs({
-                event: "attempt_failed",
-                serviceId: service.id,
-                machineId: target.machineId,
-                attempt,
-                error: error._tag
-              })
-            )
+            yield* emit(entry, {
+              type: "attempt_failed",
+              machineId: target.machineId,
+              attempt,
+              ...describeError(error)
+            })
           })
         ),
         Effect.withSpan("ServiceRegistry.attempt", {
@@ -220,21 +213,27 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       )
 
     /** Under the owner: leave `cold` and run the policy in the background. */
-    const beginStart = (entry: Entry, trigger: StartTrigger) =>
+    const beginStart = (entry: Entry, trigger: StartTrigger, requestId?: string) =>
       Effect.gen(function* () {
         entry.generation++
         entry.startRequested = false
+        yield* emit(entry, { type: "start_requested", trigger, requestId })
         yield* transition(entry, "starting", { machineId: undefined, baseUrl: undefined })
-        yield* Effect.logInfo(`${entry.service.id}: start requested`).pipe(
-          Effect.annotateLogs({ event: "start_requested", serviceId: entry.service.id, trigger })
-        )
-        entry.starter = yield* Effect.forkIn(runStartup(entry, entry.generation, trigger), scope)
+        const startedAt = clock.unsafeCurrentTimeMillis()
+        // The policy runs in its own fiber so a stop request can interrupt it while settle still answers the waiters.
+        const policy = yield* Effect.forkIn(startupPolicy(entry, trigger), scope)
+        entry.starter = policy
+        yield* Effect.forkIn(settleStartup(entry, entry.generation, policy, startedAt), scope)
       })
 
-    const runStartup = (entry: Entry, generation: number, trigger: StartTrigger): Effect.Effect<void> =>
+    const settleStartup = (
+      entry: Entry,
+      generation: number,
+      policy: Fiber.RuntimeFiber<{ target: Target; instance: Instance }, StartupFailed>,
+      startedAt: number
+    ): Effect.Effect<void> =>
       Effect.gen(function* () {
-        const startedAt = yield* Clock.currentTimeMillis
-        const exit = yield* Effect.exit(startupPolicy(entry, trigger))
+        const exit = yield* Fiber.await(policy)
         yield* locked(
           entry,
           Effect.gen(function* () {
@@ -250,15 +249,12 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
                 baseUrl: target.baseUrl,
                 lastError: undefined
               })
-              yield* Effect.logInfo(`${entry.service.id}: ready on ${target.machineId}`).pipe(
-                Effect.annotateLogs({
-                  event: "ready",
-                  serviceId: entry.service.id,
-                  machineId: target.machineId,
-                  durationMs: entry.lastActivity - startedAt,
-                  released: waiting.length
-                })
-              )
+              yield* emit(entry, {
+                type: "ready",
+                machineId: target.machineId,
+                durationMs: entry.lastActivity - startedAt,
+                released: waiting.length
+              })
               // Arrival order: each waiter is granted its lease in turn.
               for (const ticket of waiting) yield* Deferred.succeed(ticket, lease(entry))
               yield* watch(entry, generation, instance)
@@ -273,14 +269,12 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
                 })
               entry.current = undefined
               yield* transition(entry, "cold", { machineId: undefined, baseUrl: undefined, lastError: error })
-              yield* Effect.logError(`${entry.service.id}: start failed`).pipe(
-                Effect.annotateLogs({
-                  event: "start_failed",
-                  serviceId: entry.service.id,
-                  attempts: error.attempts.length,
-                  rejected: waiting.length
-                })
-              )
+              yield* emit(entry, {
+                type: "start_failed",
+                durationMs: clock.unsafeCurrentTimeMillis() - startedAt,
+                attempts: error.attempts,
+                rejected: waiting.length
+              })
               for (const ticket of waiting) yield* Deferred.fail(ticket, error)
             }
           })
@@ -319,7 +313,10 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
               entry.status === "hot" &&
               entry.inFlight === 0 &&
               clock.unsafeCurrentTimeMillis() - entry.lastActivity >= idleMs
-            if (stillIdle) yield* beginStop(entry, "idle")
+            if (stillIdle) {
+              yield* emit(entry, { type: "idle_stop", machineId: entry.current?.machineId, idleMs })
+              yield* beginStop(entry, "idle")
+            }
             return stillIdle
           })
         )
@@ -333,26 +330,20 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       Effect.gen(function* () {
         const target = entry.current!
         const generation = entry.generation
-        // The watchers are interrupted in the background: one of them may be the fiber running this.
-        const watchers = entry.watchers
+        // The watcher running this (reaper or crash watch) ends by itself; interrupting it here would cut this short.
+        const self = yield* Effect.fiberId
+        const others = entry.watchers.filter((watcher) => !Equal.equals(watcher.id(), self))
         entry.watchers = []
-        yield* Effect.forkIn(Fiber.interruptAll(watchers), scope)
+        yield* Effect.forkIn(Fiber.interruptAll(others), scope)
         yield* transition(entry, "stopping")
-        if (reason === "idle") {
-          yield* Effect.logInfo(`${entry.service.id}: idle, stopping`).pipe(
-            Effect.annotateLogs({ event: "idle_stop", serviceId: entry.service.id, machineId: target.machineId })
-          )
-        }
-        yield* Effect.forkIn(runStop(entry, target, generation), scope)
+        yield* Effect.forkIn(runStop(entry, target, generation, reason), scope)
       })
 
-    const runStop = (entry: Entry, target: Target, generation: number) =>
+    const runStop = (entry: Entry, target: Target, generation: number, reason: "idle" | "api" | "gone") =>
       Effect.gen(function* () {
         const exit = yield* Effect.exit(orchestrator.stop(entry.service, target))
         if (Exit.isFailure(exit)) {
-          yield* Effect.logError(`${entry.service.id}: stop failed`, exit.cause).pipe(
-            Effect.annotateLogs({ event: "stop_failed", serviceId: entry.service.id, machineId: target.machineId })
-          )
+          yield* emit(entry, { type: "stop_failed", machineId: target.machineId, message: Cause.pretty(exit.cause) })
         }
         yield* locked(
           entry,
@@ -360,9 +351,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
             if (entry.generation !== generation || entry.status !== "stopping") return
             entry.current = undefined
             yield* transition(entry, "cold", { machineId: undefined, baseUrl: undefined })
-            yield* Effect.logInfo(`${entry.service.id}: stopped`).pipe(
-              Effect.annotateLogs({ event: "stopped", serviceId: entry.service.id, machineId: target.machineId })
-            )
+            yield* emit(entry, { type: "stopped", machineId: target.machineId, reason })
             // Requests that arrived while it was stopping start it again.
             const pending = yield* Queue.size(entry.waiters)
             if (pending > 0 || entry.startRequested) yield* beginStart(entry, pending > 0 ? "request" : "api")
@@ -376,9 +365,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         entry,
         Effect.gen(function* () {
           if (entry.generation !== generation || entry.status !== "hot") return
-          yield* Effect.logWarning(`${entry.service.id}: upstream gone (${reason})`).pipe(
-            Effect.annotateLogs({ event: "upstream_gone", serviceId: entry.service.id, reason })
-          )
+          yield* emit(entry, { type: "upstream_gone", machineId: entry.current?.machineId, reason })
           yield* beginStop(entry, "gone")
         })
       )
@@ -407,26 +394,27 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         })
       )
 
-    const enqueue = (entry: Entry) =>
+    const enqueue = (entry: Entry, requestId: string | undefined) =>
       locked(
         entry,
         Effect.gen(function* () {
           if (entry.status === "hot") return { _tag: "Leased", lease: lease(entry) } as const
           const ticket = yield* Deferred.make<Lease, StartupFailed>()
           const admitted = yield* Queue.offer(entry.waiters, ticket)
-          if (!admitted) return yield* new QueueFull({ serviceId: entry.service.id, capacity: entry.service.queueSize })
-          if (entry.status === "cold") yield* beginStart(entry, "request")
-          yield* Effect.logDebug(`${entry.service.id}: request queued`).pipe(
-            Effect.annotateLogs({ event: "request_queued", serviceId: entry.service.id, status: entry.status })
-          )
+          if (!admitted) {
+            yield* emit(entry, { type: "request_rejected", error: "QueueFull", requestId })
+            return yield* new QueueFull({ serviceId: entry.service.id, capacity: entry.service.queueSize })
+          }
+          if (entry.status === "cold") yield* beginStart(entry, "request", requestId)
+          yield* emit(entry, { type: "request_queued", position: yield* Queue.size(entry.waiters), requestId })
           return { _tag: "Queued", ticket } as const
         })
       )
 
-    const acquire = Effect.fn("ServiceRegistry.acquire")(function* (serviceId: string) {
+    const acquire = Effect.fn("ServiceRegistry.acquire")(function* (serviceId: string, requestId?: string) {
       const entry = yield* lookup(serviceId)
       if (entry.status === "hot") return lease(entry)
-      const admission = yield* enqueue(entry)
+      const admission = yield* enqueue(entry, requestId)
       if (admission._tag === "Leased") return admission.lease
       const ticket = admission.ticket
       const waitMs = entry.service.requestTimeoutMs
@@ -435,6 +423,9 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           duration: waitMs,
           onTimeout: () => new QueueTimeout({ serviceId, waitedMs: waitMs })
         }),
+        Effect.tapErrorTag("QueueTimeout", () =>
+          emit(entry, { type: "request_rejected", error: "QueueTimeout", requestId })
+        ),
         Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : abandon(entry, ticket)))
       )
     })
@@ -528,5 +519,5 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       has: (serviceId: string) => entries.has(serviceId)
     }
   }),
-  dependencies: [Readiness.Default]
+  dependencies: [Readiness.Default, LifecycleEvents.Default]
 }) {}

@@ -1,4 +1,11 @@
-import type { OrchestratorKind, ServiceConfig, Settings } from "../HestiaConfig.ts"
+import type {
+  LabelValue,
+  MachineConfig,
+  OrchestratorKind,
+  RoutingRule,
+  ServiceConfig,
+  Settings
+} from "../HestiaConfig.ts"
 
 /** One place a service can run: a machine, with the URLs it answers on there. */
 export interface Target {
@@ -25,10 +32,51 @@ const fallbackHealth = (service: ServiceConfig, fallbackUrl: string): string | u
   return fallbackUrl.replace(/\/+$/, "") + service.healthUrl.slice(base.length)
 }
 
+/** A routing rule's service pattern: `*` matches any run of characters, everything else itself. */
+export const servicePattern = (pattern: string) => {
+  const escaped = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+  return new RegExp(`^${escaped.join(".*")}$`)
+}
+
+/** Label values compare as text, so `gpu: "true"` and `gpu: true` agree. */
+export const labelsMatch = (machine: MachineConfig, labels: Readonly<Record<string, LabelValue>>) =>
+  Object.entries(labels).every(([key, value]) => key in machine.labels && String(machine.labels[key]) === String(value))
+
+export const ruleMatches = (rule: RoutingRule, serviceId: string) =>
+  rule.services === undefined || rule.services.some((pattern) => servicePattern(pattern).test(serviceId))
+
+/** Where a service's machine order came from, for the routing-decision log. */
+export type PlacementSource =
+  | { readonly _tag: "Service" }
+  | { readonly _tag: "Rule"; readonly index: number }
+  | { readonly _tag: "Default" }
+
+/**
+ * The machine ids to try, in order: the service's own `machines:` list, else the first routing rule that matches
+ * the service (its steps in order, a label selector expanding to the matching machines in file order, each machine
+ * once), else none (the service runs where its URLs point).
+ */
+export const placementOf = (
+  service: ServiceConfig,
+  settings: Settings
+): { readonly machineIds: ReadonlyArray<string>; readonly source: PlacementSource } => {
+  if (service.machines.length > 0) return { machineIds: service.machines, source: { _tag: "Service" } }
+  const index = settings.routingRules.findIndex((rule) => ruleMatches(rule, service.id))
+  if (index === -1) return { machineIds: [], source: { _tag: "Default" } }
+  const ordered = new Set<string>()
+  for (const step of settings.routingRules[index]!.prefer) {
+    if (step._tag === "Machine") ordered.add(step.machineId)
+    else
+      for (const machine of settings.machines.values()) if (labelsMatch(machine, step.labels)) ordered.add(machine.id)
+  }
+  return { machineIds: [...ordered].filter((id) => settings.machines.has(id)), source: { _tag: "Rule", index } }
+}
+
 /** Machines to try for a start, in preference order. */
 export const targetsFor = (service: ServiceConfig, settings: Settings): ReadonlyArray<Target> => {
+  const { machineIds } = placementOf(service, settings)
   const primary: Array<Target> =
-    service.machines.length === 0
+    machineIds.length === 0
       ? [
           {
             machineId: service.semaphore.machineId ?? LOCAL_MACHINE,
@@ -38,7 +86,7 @@ export const targetsFor = (service: ServiceConfig, settings: Settings): Readonly
             semaphoreMachineId: service.semaphore.machineId
           }
         ]
-      : service.machines.map((id) => {
+      : machineIds.map((id) => {
           const machine = settings.machines.get(id)!
           return {
             machineId: id,

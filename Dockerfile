@@ -1,0 +1,61 @@
+# syntax=docker/dockerfile:1
+# Hestia — on-demand service gateway.
+#   docker build -t hestia .
+#   docker run --rm -p 8080:8080 -v hestia_sqlite:/data hestia
+# or, with Semaphore beside it: docker compose up -d
+#
+# TypeScript runs directly through tsx (there is no build step), so the full
+# node_modules — devDependency tsx included — goes into the runtime image.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---------------------------------------------------------------------------
+# deps: install node_modules with a toolchain for native modules (better-sqlite3
+# is compiled from source by npm here).
+# ---------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS deps
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Dev dependencies included on purpose: tsx runs the gateway.
+RUN npm ci --include=dev --no-audit --no-fund \
+ && npm cache clean --force
+
+# ---------------------------------------------------------------------------
+# runtime: same base (same glibc, so the compiled modules load), no toolchain.
+# ---------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+# tini as PID 1: forwards SIGTERM/SIGINT to the gateway (which then stops the
+# process groups it spawned) and reaps orphaned zombies. `-s` keeps it working
+# if someone also adds `docker run --init` / compose `init: true`.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV NODE_ENV=production \
+    HESTIA_HOST=0.0.0.0 \
+    HESTIA_PORT=8080 \
+    HESTIA_DATABASE=/data/hestia.db
+
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json package-lock.json tsconfig.json ./
+COPY src ./src
+COPY examples ./examples
+COPY strategies ./strategies
+COPY hestia_config.yml ./hestia_config.yml
+
+# SQLite lives on a volume owned by the unprivileged user.
+RUN mkdir -p /data && chown node:node /data
+VOLUME ["/data"]
+
+USER node
+EXPOSE 8080
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.HESTIA_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
+
+ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
+CMD ["node", "--import", "tsx", "src/main.ts"]

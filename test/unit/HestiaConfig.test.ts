@@ -1,0 +1,159 @@
+import { assert, describe, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Either, LogLevel } from "effect"
+import { embeddedDefaultConfig, envPrefix, parse } from "../../src/HestiaConfig.ts"
+
+const withEnv = (env: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+const failure = (text: string, env: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const result = yield* Effect.either(parse(text, "conf.yml").pipe(withEnv(env)))
+    assert.isTrue(Either.isLeft(result), "expected a ConfigError")
+    return (result as Either.Left<any, any>).left
+  })
+
+describe("HestiaConfig", () => {
+  it.effect("applies defaults to a minimal service", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse("services:\n  a: { base_url: 'http://h:1' }\n", "conf.yml").pipe(withEnv({}))
+      const a = settings.services.get("a")!
+      assert.strictEqual(settings.port, 8080)
+      assert.strictEqual(settings.host, "0.0.0.0")
+      assert.strictEqual(settings.database, "./data/hestia.db")
+      assert.strictEqual(a.kind, "external")
+      assert.strictEqual(a.idleTimeoutMs, 300_000)
+      assert.strictEqual(a.queueSize, 100)
+      assert.strictEqual(a.requestTimeoutMs, 60_000)
+      assert.strictEqual(a.retryCount, 2)
+      assert.strictEqual(a.retryDelayMs, 1_000)
+      assert.strictEqual(a.warmupMs, 2_000)
+    })
+  )
+
+  it.effect("accepts the original Hestia's flat keys and decides the orchestrator", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `semaphore_base_url: http://semaphore:3000
+semaphore_api_key: token
+semaphore_project_id: 1
+services:
+  proc: { base_url: "http://127.0.0.1:1", command: "ollama serve", cwd: /tmp, env: { A: "1" } }
+  remote:
+    base_url: "http://gpu:11434"
+    health_url: "http://gpu:11434/api/tags"
+    warmup_ms: 5000
+    idle_timeout_ms: 0
+    queue_size: 10
+    request_timeout_seconds: 1.5
+    retry_count: 0
+    retry_delay_ms: 10
+    fallback_url: null
+    semaphore_enabled: true
+    semaphore_machine_id: gpu-01
+    semaphore_start_template_id: 1
+    semaphore_stop_template_id: 2
+    semaphore_task_timeout: 300
+    semaphore_poll_interval: 0.5
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      const proc = settings.services.get("proc")!
+      assert.strictEqual(proc.kind, "process")
+      assert.deepStrictEqual(proc.command, ["/bin/sh", "-c", "ollama serve"])
+      const remote = settings.services.get("remote")!
+      assert.strictEqual(remote.kind, "semaphore")
+      assert.strictEqual(remote.requestTimeoutMs, 1_500)
+      assert.strictEqual(remote.semaphore.pollIntervalMs, 500)
+      assert.strictEqual(remote.semaphore.machineId, "gpu-01")
+    })
+  )
+
+  it.effect("environment overrides: HESTIA_* and <SERVICE>_<KEY>, decoded by the same schema", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        "server: { port: 8080 }\nservices:\n  my-svc: { base_url: 'http://h:1' }\n",
+        "conf.yml"
+      ).pipe(
+        withEnv({
+          HESTIA_PORT: "9999",
+          HESTIA_HOST: "127.0.0.1",
+          HESTIA_LOG_LEVEL: "DEBUG",
+          HESTIA_API_KEYS: "k1, k2",
+          MY_SVC_IDLE_TIMEOUT_MS: "5000",
+          MY_SVC_BASE_URL: "http://other:2",
+          MY_SVC_COMMAND: '["node", "server.js"]'
+        })
+      )
+      assert.strictEqual(settings.port, 9999)
+      assert.strictEqual(settings.host, "127.0.0.1")
+      assert.strictEqual(settings.logLevel, LogLevel.Debug)
+      assert.deepStrictEqual(settings.auth.apiKeys, ["k1", "k2"])
+      const svc = settings.services.get("my-svc")!
+      assert.strictEqual(svc.idleTimeoutMs, 5000)
+      assert.strictEqual(svc.baseUrl, "http://other:2")
+      assert.deepStrictEqual(svc.command, ["node", "server.js"])
+      assert.strictEqual(envPrefix("my-svc"), "MY_SVC")
+    })
+  )
+
+  it.effect("YAML syntax errors name the file and the line", () =>
+    Effect.gen(function* () {
+      const error = yield* failure("services:\n  a: { base_url: 'http://h:1'\n")
+      assert.strictEqual(error._tag, "ConfigError")
+      assert.match(error.message, /^conf\.yml: line \d+, column \d+: invalid YAML: /)
+    })
+  )
+
+  it.effect("a wrong type names the key path", () =>
+    Effect.gen(function* () {
+      const error = yield* failure("services:\n  a: { base_url: 'http://h:1', queue_size: 'many' }\n")
+      assert.strictEqual(error.path, "services.a.queue_size")
+      assert.match(error.message, /^conf\.yml: services\.a\.queue_size: /)
+    })
+  )
+
+  it.effect("a negative timeout is refused", () =>
+    Effect.gen(function* () {
+      const error = yield* failure("services:\n  a: { base_url: 'http://h:1', idle_timeout_ms: -5 }\n")
+      assert.strictEqual(error.path, "services.a.idle_timeout_ms")
+      assert.match(error.problem, /non-negative/)
+    })
+  )
+
+  it.effect("unknown keys are an error, not silence", () =>
+    Effect.gen(function* () {
+      const error = yield* failure("services:\n  a: { base_url: 'http://h:1', idle_timout_ms: 5 }\n")
+      assert.strictEqual(error.message, "conf.yml: services.a.idle_timout_ms: unknown key")
+      const top = yield* failure("sevices: {}\n")
+      assert.strictEqual(top.message, "conf.yml: sevices: unknown key")
+    })
+  )
+
+  it.effect("a bad environment value names the variable", () =>
+    Effect.gen(function* () {
+      const error = yield* failure("services:\n  a: { base_url: 'http://h:1' }\n", { A_QUEUE_SIZE: "-1" })
+      assert.strictEqual(error.file, "environment variable A_QUEUE_SIZE")
+      assert.strictEqual(error.path, "services.a.queue_size")
+    })
+  )
+
+  it.effect("bad URLs, bad service ids, a mapping where one is expected, and unknown machines", () =>
+    Effect.gen(function* () {
+      assert.strictEqual((yield* failure("services:\n  a: { base_url: 'ftp://h' }\n")).path, "services.a.base_url")
+      assert.strictEqual((yield* failure("services:\n  'a b': { base_url: 'http://h:1' }\n")).path, "services.a b")
+      assert.match((yield* failure("services: [1, 2]\n")).problem, /^expected a mapping/)
+      const machine = yield* failure("services:\n  a: { base_url: 'http://h:1', machines: [gpu] }\n")
+      assert.strictEqual(machine.path, "services.a.machines")
+      assert.match(machine.problem, /unknown machine "gpu"/)
+      const semaphore = yield* failure("services:\n  a: { base_url: 'http://h:1', semaphore_enabled: true }\n")
+      assert.strictEqual(semaphore.path, "services.a.semaphore_start_template_id")
+    })
+  )
+
+  it.effect("the embedded default config is valid", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(embeddedDefaultConfig, "embedded").pipe(withEnv({}))
+      assert.isTrue(settings.services.has("demo"))
+    })
+  )
+})
