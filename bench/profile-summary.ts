@@ -96,7 +96,9 @@ const print = (title: string, map: Map<string, number>, limit: number) => {
     .sort((a, b) => b[1] - a[1])
     .slice(0, limit)
   for (const [key, us] of rows) {
-    process.stdout.write(`${((us / totalUs) * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${key}\n`)
+    process.stdout.write(
+      `${((us / totalUs) * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${key}\n`
+    )
   }
 }
 

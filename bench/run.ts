@@ -1,6 +1,9 @@
 // `npm run bench`: the gateway against a plain upstream, a minimal reference proxy and (when installed) nginx, all
 // on 127.0.0.1, measured the same way and interleaved. Prints markdown tables and writes bench/results/latest.json.
-//   npm run bench [-- --quick]      (--quick: shorter runs, for trying the bench itself; figures are rougher)
+//   npm run bench [-- --quick] [-- --bundle]
+//     --quick: shorter runs, for trying the bench itself; figures are rougher.
+//     --bundle: run the gateway as one esbuild bundle (`node gateway.mjs`) instead of through tsx, to measure what
+//               a compiled build would give.
 // The gateway runs as its own process (`node --import tsx src/main.ts`, a real config file) with log level `error`,
 // so logging stays out of the measurements. Extra node flags for it (e.g. a CPU profile) can be passed with
 // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; BENCH_GATEWAY_ROOT=/other/checkout benchmarks the
@@ -49,8 +52,14 @@ const NODE = process.execPath
 const GATEWAY_ROOT = process.env.BENCH_GATEWAY_ROOT ?? ROOT
 
 const quick = process.argv.includes("--quick")
+const bundled = process.argv.includes("--bundle")
 const settings = {
-  throughput: { connections: 50, warmupSeconds: quick ? 1 : 1, rounds: 2, secondsPerRound: quick ? 1.5 : 4 },
+  throughput: {
+    connections: 50,
+    warmupSeconds: quick ? 1 : 2,
+    rounds: quick ? 2 : 4,
+    secondsPerRound: quick ? 1.5 : 2
+  },
   latency: { warmup: quick ? 100 : 300, requests: quick ? 500 : 2_000 },
   streaming: { lines: 50, intervalMs: 20, reps: quick ? 3 : 5 },
   bulk: { bytes: 256 * MiB, reps: quick ? 1 : 3, bigBytes: 1024 * MiB },
@@ -142,9 +151,32 @@ http {
 
 const yamlString = (value: string) => JSON.stringify(value)
 
+/** One ESM file with everything but native addons; built once per run, outside the measurements. */
+const bundleGateway = (dir: string) => {
+  const out = join(dir, "gateway.mjs")
+  execFileSync(
+    join(ROOT, "node_modules", ".bin", "esbuild"),
+    [
+      join(GATEWAY_ROOT, "src", "main.ts"),
+      "--bundle",
+      "--platform=node",
+      "--format=esm",
+      "--target=node20",
+      "--external:better-sqlite3",
+      `--outfile=${out}`,
+      "--log-level=warning",
+      "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+    ],
+    { stdio: ["ignore", "inherit", "inherit"] }
+  )
+  return out
+}
+
+let gatewayEntry: ReadonlyArray<string> = ["--import", "tsx", "src/main.ts"]
+
 const launchGateway = async (name: string, configPath: string, port: number) => {
   const started = now()
-  const child = startChild(name, NODE, [...GATEWAY_NODE_ARGS, "--import", "tsx", "src/main.ts"], {
+  const child = startChild(name, NODE, [...GATEWAY_NODE_ARGS, ...gatewayEntry], {
     cwd: GATEWAY_ROOT,
     env: {
       ...process.env,
@@ -220,6 +252,10 @@ const main = async () => {
       Array.from({ length: 7 }, () => freePort())
     )
 
+    if (bundled) {
+      log("▸ bundling the gateway with esbuild")
+      gatewayEntry = [bundleGateway(dir)]
+    }
     log("▸ starting upstream, reference proxy, nginx (if installed), gateway")
     const upstream = await startUpstream(upstreamPort!)
     const reference = await startReference(upstreamPort!, referencePort!)
@@ -766,14 +802,15 @@ ${ids
       quick,
       nginx: nginx === undefined ? "not installed: skipped" : nginxPath,
       loadGenerator: "autocannon (in the bench process); latency, streaming and bulk with undici clients",
-      gateway: `node --import tsx src/main.ts in ${GATEWAY_ROOT}, log level error, auth configured (x-api-key)`,
+      gateway: `node ${gatewayEntry.join(" ")} in ${GATEWAY_ROOT}, log level error, auth configured (x-api-key)`,
+      bundled,
       sanity,
       mainGatewayIdle: mainIdle,
       note: "One run on a shared machine; the load generator, the proxy and the upstream share its cores.",
       durationSeconds: Math.round((now() - began) / 1000)
     }
     const report = [
-      `## Hestia bench — ${meta.date.slice(0, 16).replace("T", " ")}, Node ${meta.node}, ${meta.cpus} × ${meta.cpuModel}${quick ? " (quick)" : ""}`,
+      `## Hestia bench — ${meta.date.slice(0, 16).replace("T", " ")}, Node ${meta.node}, ${meta.cpus} × ${meta.cpuModel}${quick ? " (quick)" : ""}${bundled ? " (gateway bundled with esbuild)" : ""}`,
       "",
       table(rows, withNginx),
       "",
@@ -797,8 +834,10 @@ ${ids
       table: report
     }
     mkdirSync(join(BENCH, "results"), { recursive: true })
-    writeFileSync(join(BENCH, "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`)
-    log("\nwrote bench/results/latest.json")
+    // Variants get their own file, so latest.json is always a full run of the gateway as `npm start` runs it.
+    const name = `latest${bundled ? "-bundle" : ""}${quick ? "-quick" : ""}.json`
+    writeFileSync(join(BENCH, "results", name), `${JSON.stringify(results, null, 2)}\n`)
+    log(`\nwrote bench/results/${name}`)
   } finally {
     await agent.close().catch(() => undefined)
     const leftovers = await stopEverything()

@@ -273,11 +273,11 @@ const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
   strategy: file.strategy ?? undefined
 })
 
-const toSettings = (source: string, file: ConfigFile): Settings => ({
+const toSettings = (source: string, file: ConfigFile, databaseDefault: string = defaults.database): Settings => ({
   source,
   host: file.server?.host ?? defaults.host,
   port: file.server?.port ?? defaults.port,
-  database: file.database ?? defaults.database,
+  database: file.database ?? databaseDefault,
   logLevel: logLevels[file.log_level ?? "info"],
   auth: {
     apiKeys: file.auth?.api_keys ?? [],
@@ -391,7 +391,7 @@ const conciseProblem = (message: string) => {
 }
 
 /** Parse YAML text and environment overrides into Settings, or one ConfigError naming file, key path and problem. */
-export const parse = (text: string, source: string) =>
+export const parse = (text: string, source: string, databaseDefault: string = defaults.database) =>
   Effect.gen(function* () {
     const doc = Yaml.parseDocument(text, { prettyErrors: true, uniqueKeys: true })
     if (doc.errors.length > 0) {
@@ -429,7 +429,7 @@ export const parse = (text: string, source: string) =>
         problem
       })
     }
-    const settings = toSettings(source, decoded.right)
+    const settings = toSettings(source, decoded.right, databaseDefault)
     yield* validateReferences(settings)
     yield* validateSemaphore(settings)
     yield* validateRoutingRules(settings)
@@ -526,6 +526,10 @@ export class HestiaConfig extends Context.Tag("hestia/HestiaConfig")<HestiaConfi
   /** From the config file and the process environment. */
   static readonly layer = Layer.effect(HestiaConfig, load)
 
-  /** From YAML text (tests); environment overrides still apply through the current ConfigProvider. */
-  static readonly layerYaml = (text: string, source = "test config") => Layer.effect(HestiaConfig, parse(text, source))
+  /**
+   * From YAML text (tests); environment overrides still apply through the current ConfigProvider. Without a
+   * `database:` key the Store is in memory, so tests never share ./data/hestia.db.
+   */
+  static readonly layerYaml = (text: string, source = "test config") =>
+    Layer.effect(HestiaConfig, parse(text, source, ":memory:"))
 }

@@ -37,7 +37,8 @@ export type LifecycleEvent =
   | (Base & { readonly type: "stop_failed"; readonly message: string })
   | (Base & { readonly type: "upstream_gone"; readonly reason: string })
   | (Base & { readonly type: "adopted"; readonly lastActivity: number })
-  | (Base & { readonly type: "request_queued"; readonly position: number })
+  | (Base & { readonly type: "request_queued"; readonly position: number; readonly joined?: boolean | undefined })
+  | (Base & { readonly type: "request_released"; readonly waitedMs: number })
   | (Base & { readonly type: "request_rejected"; readonly error: string })
 
 export type LifecycleEventType = LifecycleEvent["type"]
@@ -48,6 +49,7 @@ const levels: Partial<Record<LifecycleEventType, "warning" | "error" | "debug">>
   stop_failed: "error",
   upstream_gone: "warning",
   request_queued: "debug",
+  request_released: "debug",
   request_rejected: "warning"
 }
 
@@ -76,7 +78,9 @@ const describe = (event: LifecycleEvent): string => {
     case "adopted":
       return `${event.serviceId}: adopted as hot on ${event.machineId}`
     case "request_queued":
-      return `${event.serviceId}: request queued at position ${event.position}`
+      return `${event.serviceId}: request queued at position ${event.position}${event.joined ? " (joined the start in flight)" : ""}`
+    case "request_released":
+      return `${event.serviceId}: request released after waiting ${event.waitedMs} ms`
     case "request_rejected":
       return `${event.serviceId}: request rejected (${event.error})`
   }

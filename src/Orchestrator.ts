@@ -6,6 +6,7 @@ import * as External from "./orchestrators/External.ts"
 import * as Process from "./orchestrators/Process.ts"
 import * as Semaphore from "./orchestrators/Semaphore.ts"
 import * as Simulated from "./orchestrators/Simulated.ts"
+import { SemaphoreTasks } from "./SemaphoreTasks.ts"
 
 /** What a successful start hands back to the registry. */
 export interface Instance {
@@ -30,7 +31,10 @@ export class Orchestrator extends Context.Tag("hestia/Orchestrator")<Orchestrato
     return Simulated.layer
   }
 
-  /** Each target goes to the implementation its kind names: local process, Semaphore task, or nothing to start. */
+  /**
+   * Each target goes to the implementation its kind names: local process, Semaphore task, or nothing to start.
+   * Also provides SemaphoreTasks, the record of Semaphore tasks that service status reports.
+   */
   static readonly layer = Layer.scoped(
     Orchestrator,
     Effect.gen(function* () {
@@ -42,5 +46,5 @@ export class Orchestrator extends Context.Tag("hestia/Orchestrator")<Orchestrato
         stop: (service, target) => byKind[target.kind].stop(service, target)
       }
     })
-  )
+  ).pipe(Layer.provideMerge(SemaphoreTasks.layer))
 }

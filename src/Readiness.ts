@@ -7,8 +7,12 @@ import type { ServiceConfig } from "./HestiaConfig.ts"
 /** One probe never waits longer than this, so a hung health endpoint cannot stall readiness. */
 const PROBE_TIMEOUT_MS = 2_000
 
-// ~100 ms apart at first, backing off gently to 1 s: quick wake-up for fast services, little load for slow ones.
-const probeSchedule = Schedule.exponential("100 millis", 1.2).pipe(Schedule.union(Schedule.spaced("1 second")))
+// Every 100 ms for the first 5 s (most services boot within that, and a refused loopback connect costs nothing),
+// then backing off to 1 s: a waiting request is released at most ~100 ms after the service turns healthy.
+const probeSchedule = Schedule.spaced("100 millis").pipe(
+  Schedule.upTo("5 seconds"),
+  Schedule.andThen(Schedule.exponential("150 millis", 1.5).pipe(Schedule.union(Schedule.spaced("1 second"))))
+)
 
 type ProbeResult = { readonly ok: boolean; readonly detail: string }
 
@@ -37,6 +41,7 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
       const healthUrl = target.healthUrl
       yield* Effect.annotateCurrentSpan({ "hestia.service.id": service.id, "hestia.machine.id": target.machineId })
       if (healthUrl === undefined) {
+        yield* Effect.annotateCurrentSpan({ "hestia.readiness.mode": "warmup", "hestia.readiness.probes": 0 })
         yield* Effect.sleep(service.warmupMs)
         return { probes: 0 }
       }
@@ -62,9 +67,17 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
             Clock.currentTimeMillis,
             (now) => new ReadinessTimeout({ serviceId: service.id, waitedMs: now - startedAt, probes, lastProbe: last })
           )
+        ),
+        Effect.tapError((error) => Effect.annotateCurrentSpan("error.type", error._tag)),
+        // Also when it fails, or loses the race against the process exiting: how far it got is the point.
+        Effect.onExit(() =>
+          Effect.annotateCurrentSpan({
+            "hestia.readiness.mode": "probe",
+            "hestia.readiness.probes": probes,
+            "hestia.readiness.last": last
+          })
         )
       )
-      yield* Effect.annotateCurrentSpan({ "hestia.readiness.probes": probes, "hestia.readiness.last": last })
       return { probes }
     })
   }

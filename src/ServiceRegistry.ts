@@ -9,7 +9,8 @@ import {
   Queue,
   Schedule,
   type Scope,
-  SubscriptionRef
+  SubscriptionRef,
+  type Tracer
 } from "effect"
 import {
   QueueFull,
@@ -24,6 +25,8 @@ import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
 import { type LifecycleEvent, LifecycleEvents, type ServiceStatus, type StartTrigger } from "./LifecycleEvents.ts"
 import { type Instance, Orchestrator } from "./Orchestrator.ts"
 import { Readiness } from "./Readiness.ts"
+import { type AutomationView, SemaphoreTasks } from "./SemaphoreTasks.ts"
+import { tagError } from "./Telemetry.ts"
 
 export type { ServiceStatus, StartTrigger }
 
@@ -57,6 +60,8 @@ export interface ServiceStatusView {
     readonly message: string
     readonly attempts: ReadonlyArray<StartAttempt>
   } | null
+  /** For Semaphore services: the current and last task. */
+  readonly automation?: AutomationView
 }
 
 type Ticket = Deferred.Deferred<Lease, StartupFailed>
@@ -78,6 +83,8 @@ interface Entry {
   startRequested: boolean
   starter: Fiber.RuntimeFiber<unknown, unknown> | undefined
   watchers: Array<Fiber.RuntimeFiber<unknown, unknown>>
+  /** The span of the start in flight, so the requests that wait for it can point at it. */
+  coldStart: Tracer.Span | undefined
 }
 
 const describeError = (error: StartError): Pick<StartAttempt, "error" | "message"> => ({
@@ -91,6 +98,8 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const orchestrator = yield* Orchestrator
     const readiness = yield* Readiness
     const events = yield* LifecycleEvents
+    // Present with the live orchestrators; absent with the Simulated one.
+    const semaphoreTasks = yield* Effect.serviceOption(SemaphoreTasks)
     const clock = yield* Effect.clock
     const scope: Scope.Scope = yield* Effect.scope
 
@@ -115,7 +124,8 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         generation: 0,
         startRequested: false,
         starter: undefined,
-        watchers: []
+        watchers: [],
+        coldStart: undefined
       })
     }
 
@@ -166,8 +176,22 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       let attempt = 0
       const once = Effect.gen(function* () {
         attempt++
+        yield* Effect.annotateCurrentSpan("hestia.attempt", attempt)
         yield* emit(entry, { type: "attempt_started", machineId: target.machineId, attempt })
-        const instance = yield* orchestrator.start(service, target)
+        const instance = yield* orchestrator.start(service, target).pipe(
+          Effect.tap((started) =>
+            started.pid === undefined ? Effect.void : Effect.annotateCurrentSpan("process.pid", started.pid)
+          ),
+          Effect.tapError(tagError),
+          // The Semaphore orchestrator adds semaphore.task.id and the task's final status to this span.
+          Effect.withSpan("Orchestrator.start", {
+            attributes: {
+              "hestia.service.id": service.id,
+              "hestia.machine.id": target.machineId,
+              "hestia.orchestrator": target.kind
+            }
+          })
+        )
         yield* Effect.raceFirst(readiness.wait(service, target), instance.exited)
         return instance
       }).pipe(
@@ -175,6 +199,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         Effect.onError(() => orchestrator.stop(service, target).pipe(Effect.ignore)),
         Effect.tapError((error) =>
           Effect.gen(function* () {
+            yield* tagError(error)
             attempts.push({ machine: target.machineId, attempt, ...describeError(error) })
             yield* emit(entry, {
               type: "attempt_failed",
@@ -192,25 +217,71 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         Effect.retry(
           Schedule.spaced(service.retryDelayMs).pipe(Schedule.intersect(Schedule.recurs(service.retryCount)))
         ),
+        Effect.tapError(tagError),
         Effect.withSpan("ServiceRegistry.machine", {
           attributes: { "hestia.service.id": service.id, "hestia.machine.id": target.machineId }
         })
       )
     }
 
-    const startupPolicy = (entry: Entry, trigger: StartTrigger) =>
+    const startupPolicy = (entry: Entry, coldStart: Tracer.Span) =>
       Effect.gen(function* () {
         const attempts: Array<StartAttempt> = []
         for (const target of entry.targets) {
           const result = yield* Effect.either(attemptOn(entry, target, attempts))
-          if (result._tag === "Right") return { target, instance: result.right }
+          if (result._tag === "Right") {
+            coldStart.attribute("hestia.attempts", attempts.length + 1)
+            return { target, instance: result.right }
+          }
         }
+        coldStart.attribute("hestia.attempts", attempts.length)
         return yield* new StartupFailed({ serviceId: entry.service.id, attempts })
-      }).pipe(
-        Effect.withSpan("ServiceRegistry.coldStart", {
-          attributes: { "hestia.service.id": entry.service.id, "hestia.trigger": trigger }
+      }).pipe(Effect.withParentSpan(coldStart))
+
+    /**
+     * One trace per start: `ServiceRegistry.coldStart` is a root span (linked to whatever asked for the start), made
+     * before the policy is forked so that requests joining at once already find it on the entry.
+     */
+    const openColdStart = (entry: Entry, trigger: StartTrigger) =>
+      Effect.gen(function* () {
+        const cause = yield* Effect.option(Effect.currentSpan)
+        const span = yield* Effect.makeSpan("ServiceRegistry.coldStart", {
+          root: true,
+          attributes: { "hestia.service.id": entry.service.id, "hestia.trigger": trigger },
+          links: Option.isSome(cause) ? [{ _tag: "SpanLink", span: cause.value, attributes: {} }] : []
         })
-      )
+        entry.coldStart = span
+        return span
+      })
+
+    const closeColdStart = (entry: Entry, exit: Exit.Exit<{ target: Target }, StartupFailed>) => {
+      const span = entry.coldStart
+      if (span === undefined) return
+      entry.coldStart = undefined
+      if (Exit.isSuccess(exit)) {
+        span.attribute("hestia.outcome", "ready")
+        span.attribute("hestia.machine.id", exit.value.target.machineId)
+      } else if (Exit.isInterrupted(exit)) {
+        span.attribute("hestia.outcome", "cancelled")
+      } else {
+        span.attribute("hestia.outcome", "failed")
+        span.attribute("error.type", "StartupFailed")
+      }
+      span.end(clock.unsafeCurrentTimeNanos(), exit)
+    }
+
+    /** A waiting request and the start it waits for point at each other: an event on the start, a link from the request. */
+    const noteWaiter = (entry: Entry, requestId: string | undefined, position: number, joined: boolean) =>
+      Effect.gen(function* () {
+        const coldStart = entry.coldStart
+        if (coldStart === undefined) return
+        coldStart.event(joined ? "hestia.request.joined" : "hestia.request.triggered", clock.unsafeCurrentTimeNanos(), {
+          ...(requestId === undefined ? {} : { "hestia.request.id": requestId }),
+          "hestia.queue.position": position
+        })
+        const current = yield* Effect.option(Effect.currentSpan)
+        if (Option.isSome(current)) current.value.addLinks([{ _tag: "SpanLink", span: coldStart, attributes: {} }])
+      })
 
     /** Under the owner: leave `cold` and run the policy in the background. */
     const beginStart = (entry: Entry, trigger: StartTrigger, requestId?: string) =>
@@ -220,8 +291,9 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         yield* emit(entry, { type: "start_requested", trigger, requestId })
         yield* transition(entry, "starting", { machineId: undefined, baseUrl: undefined })
         const startedAt = clock.unsafeCurrentTimeMillis()
+        const coldStart = yield* openColdStart(entry, trigger)
         // The policy runs in its own fiber so a stop request can interrupt it while settle still answers the waiters.
-        const policy = yield* Effect.forkIn(startupPolicy(entry, trigger), scope)
+        const policy = yield* Effect.forkIn(startupPolicy(entry, coldStart), scope)
         entry.starter = policy
         yield* Effect.forkIn(settleStartup(entry, entry.generation, policy, startedAt), scope)
       })
@@ -238,6 +310,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           entry,
           Effect.gen(function* () {
             entry.starter = undefined
+            closeColdStart(entry, exit)
             if (entry.generation !== generation) return
             const waiting = yield* Queue.takeAll(entry.waiters)
             if (Exit.isSuccess(exit)) {
@@ -405,8 +478,11 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
             yield* emit(entry, { type: "request_rejected", error: "QueueFull", requestId })
             return yield* new QueueFull({ serviceId: entry.service.id, capacity: entry.service.queueSize })
           }
+          const joined = entry.status === "starting"
           if (entry.status === "cold") yield* beginStart(entry, "request", requestId)
-          yield* emit(entry, { type: "request_queued", position: yield* Queue.size(entry.waiters), requestId })
+          const position = yield* Queue.size(entry.waiters)
+          yield* emit(entry, { type: "request_queued", position, requestId, joined })
+          yield* noteWaiter(entry, requestId, position, joined)
           return { _tag: "Queued", ticket } as const
         })
       )
@@ -418,17 +494,21 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       if (admission._tag === "Leased") return admission.lease
       const ticket = admission.ticket
       const waitMs = entry.service.requestTimeoutMs
+      const queuedAt = clock.unsafeCurrentTimeMillis()
       return yield* Deferred.await(ticket).pipe(
         Effect.timeoutFail({
           duration: waitMs,
           onTimeout: () => new QueueTimeout({ serviceId, waitedMs: waitMs })
         }),
+        Effect.tap(() =>
+          emit(entry, { type: "request_released", waitedMs: clock.unsafeCurrentTimeMillis() - queuedAt, requestId })
+        ),
         Effect.tapErrorTag("QueueTimeout", () =>
           emit(entry, { type: "request_rejected", error: "QueueTimeout", requestId })
         ),
         Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : abandon(entry, ticket)))
       )
-    })
+    }, Effect.tapError(tagError))
 
     /** The proxy's fast path: a lease when the service is hot, without a fiber. */
     const tryAcquireHot = (serviceId: string): Lease | undefined => {
@@ -482,7 +562,11 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       Effect.gen(function* () {
         const state = yield* SubscriptionRef.get(entry.state)
         const lastError = state.lastError
+        const automation = Option.isSome(semaphoreTasks)
+          ? yield* semaphoreTasks.value.automation(entry.service.id)
+          : undefined
         return {
+          ...(automation === undefined ? {} : { automation }),
           serviceId: entry.service.id,
           state: state.status,
           readiness: state.status === "hot" ? "ready" : "not_ready",
@@ -503,7 +587,8 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       return yield* view(yield* lookup(serviceId))
     })
 
-    const list = Effect.forEach(entries.values(), view)
+    // Suspended: an iterator made once would be exhausted after the first listing.
+    const list = Effect.suspend(() => Effect.forEach(entries.values(), view))
 
     return {
       acquire,

@@ -51,7 +51,9 @@ export const startChild = (
   const exited = new Promise<number | null>((resolve) =>
     child.once("exit", (code, signal) => {
       if (!stopping.has(child.pid!)) {
-        process.stderr.write(`!! ${name} (pid ${child.pid}) exited by itself: code ${code}, signal ${signal}\n${tail}\n`)
+        process.stderr.write(
+          `!! ${name} (pid ${child.pid}) exited by itself: code ${code}, signal ${signal}\n${tail}\n`
+        )
       }
       resolve(code)
     })

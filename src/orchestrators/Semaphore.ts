@@ -1,4 +1,4 @@
-import { Cause, Clock, Effect, Either, Exit, Option, Schedule, Schema } from "effect"
+import { Cause, Clock, Effect, Either, Exit, Fiber, Option, Schedule, Schema } from "effect"
 import { request } from "undici"
 import {
   SemaphoreAuthFailed,
@@ -176,7 +176,7 @@ export const makeWith = (options: MakeOptions = {}) =>
     )
 
     /** Polls every `poll_interval` until a terminal status, within `task_timeout`. */
-    const follow = (service: ServiceConfig, created: TaskJson) =>
+    const follow = (service: ServiceConfig, created: TaskJson, seen: (status: string) => void) =>
       Effect.gen(function* () {
         let last = created.status
         const poll = api.getTask(created.id).pipe(
@@ -189,6 +189,7 @@ export const makeWith = (options: MakeOptions = {}) =>
           Effect.tap((task) => {
             if (task.status === last) return Effect.void
             last = task.status
+            seen(task.status)
             return Effect.zipRight(
               tasks.update(service.id, task.id, task.status),
               Effect.logDebug(`semaphore task ${task.id}: ${task.status}`).pipe(
@@ -237,47 +238,37 @@ export const makeWith = (options: MakeOptions = {}) =>
       })
 
     const runTask = (service: ServiceConfig, target: Target, action: "start" | "stop", templateId: number) =>
-      Effect.gen(function* () {
-        const machineId = target.semaphoreMachineId ?? target.machineId
-        const created = yield* api.createTask(templateId, { service_id: service.id, machine_id: machineId, action })
-        const startedAt = yield* Clock.currentTimeMillis
-        yield* Effect.annotateCurrentSpan({
-          "semaphore.task.id": created.id,
-          "semaphore.template.id": templateId,
-          "hestia.service.id": service.id,
-          "hestia.machine.id": target.machineId
-        })
-        yield* tasks.begin(service.id, {
-          id: created.id,
-          templateId,
-          action,
-          status: created.status,
-          machineId,
-          startedAt,
-          finishedAt: undefined
-        })
-        yield* Effect.logInfo(`semaphore task ${created.id} created (${action} ${service.id} on ${machineId})`).pipe(
-          Effect.annotateLogs({
-            event: "semaphore_task_created",
-            serviceId: service.id,
-            machineId,
-            taskId: created.id,
+      // An interruption while the task is being created waits for Semaphore's answer (bounded by the request
+      // timeout), so a start task that came into being is known by its id and can be stopped.
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const machineId = target.semaphoreMachineId ?? target.machineId
+          const record = (task: TaskJson, startedAt: number): SemaphoreTasks.TaskRecord => ({
+            id: task.id,
             templateId,
-            action
+            action,
+            status: task.status,
+            machineId,
+            startedAt,
+            finishedAt: undefined
           })
-        )
-        let last = created.status
-        return yield* follow(service, created).pipe(
-          Effect.tap((task) => {
-            last = task.status
-          }),
-          Effect.tapError((error) =>
-            Effect.sync(() => {
-              if (error._tag === "SemaphoreTaskFailed") last = error.status
-              else if (error._tag === "SemaphoreTaskTimeout") last = error.lastStatus
-            })
-          ),
-          Effect.onExit((exit) =>
+          const creating = yield* Effect.forkDaemon(
+            Effect.interruptible(api.createTask(templateId, { service_id: service.id, machine_id: machineId, action }))
+          )
+          const created = yield* restore(Fiber.join(creating)).pipe(
+            Effect.onInterrupt(() =>
+              Effect.gen(function* () {
+                const exit = yield* Fiber.await(creating)
+                if (Exit.isFailure(exit) || action !== "start") return
+                const now = yield* Clock.currentTimeMillis
+                yield* tasks.begin(service.id, record(exit.value, now))
+                const status = yield* abandon(service, exit.value.id, exit.value.status, "start cancelled")
+                yield* tasks.finish(service.id, exit.value.id, status, yield* Clock.currentTimeMillis)
+              })
+            )
+          )
+          let last = created.status
+          const settle = (exit: Exit.Exit<unknown, SemaphoreError | SemaphoreTaskFailed | SemaphoreTaskTimeout>) =>
             Effect.gen(function* () {
               const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
               const interrupted = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
@@ -306,9 +297,33 @@ export const makeWith = (options: MakeOptions = {}) =>
                 })
               )
             })
-          )
-        )
-      })
+          const followed = Effect.gen(function* () {
+            yield* Effect.annotateCurrentSpan({
+              "semaphore.task.id": created.id,
+              "semaphore.template.id": templateId,
+              "hestia.service.id": service.id,
+              "hestia.machine.id": target.machineId
+            })
+            yield* tasks.begin(service.id, record(created, yield* Clock.currentTimeMillis))
+            yield* Effect.logInfo(
+              `semaphore task ${created.id} created (${action} ${service.id} on ${machineId})`
+            ).pipe(
+              Effect.annotateLogs({
+                event: "semaphore_task_created",
+                serviceId: service.id,
+                machineId,
+                taskId: created.id,
+                templateId,
+                action
+              })
+            )
+            return yield* follow(service, created, (status) => {
+              last = status
+            })
+          })
+          return yield* restore(followed).pipe(Effect.onExit(settle))
+        })
+      )
 
     const start = Effect.fn("Semaphore.start")(function* (service: ServiceConfig, target: Target) {
       const templateId = service.semaphore.startTemplateId

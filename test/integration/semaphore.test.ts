@@ -2,12 +2,9 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
 import { HttpGateway } from "../../src/HttpGateway.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import * as SemaphoreTasks from "../../src/SemaphoreTasks.ts"
 import { call, callJson, eventually, gatewayLayer } from "../fixtures/Gateway.ts"
-import { type DoubleTask, plans, type Script, SemaphoreDouble, serveDouble } from "../fixtures/SemaphoreDouble.ts"
+import { type DoubleTask, plans, type Script, type SemaphoreDouble, serveDouble } from "../fixtures/SemaphoreDouble.ts"
 
 // The gateway over real HTTP, Semaphore played by the double over real HTTP. Each machine has its own tiny upstream
 // that only answers (health included) once a start task for that machine has succeeded on the double, and stops
@@ -95,12 +92,9 @@ services:
 routing_rules:
   - { services: [llm], prefer: [{ gpu: true }, laptop] }
 `
-    // One task record shared by the orchestrator and the test, as the status view will share it.
-    const tasks = yield* SemaphoreTasks.make.pipe(Effect.provide(HestiaConfig.layerYaml(yaml)))
-    const orchestrator = Orchestrator.layer.pipe(Layer.provide(Layer.succeed(SemaphoreTasks.SemaphoreTasks, tasks)))
-    const context = yield* Layer.build(gatewayLayer(yaml, orchestrator))
+    const context = yield* Layer.build(gatewayLayer(yaml))
     const url = Context.get(context, HttpGateway).url
-    return { double, gpu, laptop, tasks, url }
+    return { double, gpu, laptop, url }
   })
 
 const status = (url: string) => Effect.map(callJson(`${url}/v1/services/llm/status`), (r) => r.json)
@@ -112,7 +106,7 @@ const summary = (tasks: ReadonlyArray<DoubleTask>) => tasks.map((t) => `${t.acti
 describe("Semaphore services through the gateway", () => {
   it.live("starts on the primary machine through one start task, then proxies", () =>
     Effect.gen(function* () {
-      const { double, url, tasks } = yield* setup()
+      const { double, url } = yield* setup()
       const response = yield* callJson(`${url}/services/llm/hello?x=1`)
       assert.strictEqual(response.status, 200)
       assert.deepStrictEqual(response.json, { machine: "gpu", path: "/hello?x=1" })
@@ -135,10 +129,11 @@ describe("Semaphore services through the gateway", () => {
       assert.isTrue(rest.every((r) => r.method === "GET" && r.path === "/api/project/1/tasks/1" && r.status === 200))
       assert.strictEqual(JSON.parse(rest.at(-1)!.responseBody).status, "success")
 
-      const automation = yield* tasks.automation("llm")
+      const automation = (yield* status(url)).automation
       assert.strictEqual(automation?.machine_id, "gpu-01")
       assert.deepInclude(automation?.last_task, { id: 1, action: "start", status: "success", template_id: 1 })
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("the primary's task fails twice: retried, then the fallback machine starts it", () =>
     Effect.gen(function* () {
@@ -158,7 +153,8 @@ describe("Semaphore services through the gateway", () => {
         "stop@gpu-01:success",
         "start@laptop:success"
       ])
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("every machine failing is a 503 with each attempt; the service is cold; the next request starts afresh", () =>
     Effect.gen(function* () {
@@ -193,11 +189,12 @@ describe("Semaphore services through the gateway", () => {
       const hot = yield* status(url)
       assert.strictEqual(hot.state, "hot")
       assert.isNull(hot.lastError)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("a task that does not finish in semaphore_task_timeout is stopped on Semaphore", () =>
     Effect.gen(function* () {
-      const { double, url, tasks } = yield* setup({
+      const { double, url } = yield* setup({
         script: (task) => (task.action === "start" ? plans.hold() : plans.success()),
         service: { machines: ["gpu"], retry_count: 0, semaphore_task_timeout: 0.3 }
       })
@@ -214,8 +211,9 @@ describe("Semaphore services through the gateway", () => {
       assert.strictEqual(stops[0]!.contentType, "application/json")
       assert.strictEqual(stops[0]!.status, 204)
       assert.strictEqual(double.task(1)!.status, "stopped")
-      assert.deepInclude((yield* tasks.automation("llm"))?.last_task ?? {}, { action: "stop", status: "success" })
-    }).pipe(Effect.scoped))
+      assert.deepInclude((yield* status(url)).automation?.last_task ?? {}, { action: "stop", status: "success" })
+    }).pipe(Effect.scoped)
+  )
 
   it.live("Semaphore down: each attempt fails with SemaphoreUnreachable, no hang", () =>
     Effect.gen(function* () {
@@ -236,7 +234,8 @@ describe("Semaphore services through the gateway", () => {
         Array(4).fill("SemaphoreUnreachable")
       )
       assert.lengthOf(double.tasks, 0)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("a wrong token is SemaphoreAuthFailed in the attempts, and no task is created", () =>
     Effect.gen(function* () {
@@ -250,11 +249,12 @@ describe("Semaphore services through the gateway", () => {
       assert.include(failed.json.attempts[0].message, "HTTP 401")
       assert.lengthOf(double.tasks, 0)
       assert.isTrue(double.requests.every((r) => r.status === 401 && r.responseBody === ""))
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("idle: the stop template runs and is followed; the service is stopping until it ends", () =>
     Effect.gen(function* () {
-      const { double, url, gpu, tasks } = yield* setup({
+      const { double, url, gpu } = yield* setup({
         script: (task) => (task.action === "stop" ? plans.hold() : plans.success()),
         service: { idle_timeout_ms: 200 }
       })
@@ -266,7 +266,7 @@ describe("Semaphore services through the gateway", () => {
       assert.strictEqual(stop!.templateId, 2)
       assert.strictEqual(stop!.environment, '{"service_id":"llm","machine_id":"gpu-01","action":"stop"}')
       assert.strictEqual((yield* status(url)).state, "stopping")
-      assert.deepInclude((yield* tasks.automation("llm"))?.current_task ?? {}, { action: "stop", status: "running" })
+      assert.deepInclude((yield* status(url)).automation?.current_task ?? {}, { action: "stop", status: "running" })
 
       double.release(stop!.id)
       yield* eventually(status(url), (view) => view.state === "cold")
@@ -275,16 +275,21 @@ describe("Semaphore services through the gateway", () => {
       // Followed to the end: the last poll of the stop task saw `success`.
       const polls = double.requestsTo("GET", new RegExp(`/tasks/${stop!.id}$`))
       assert.strictEqual(JSON.parse(polls.at(-1)!.responseBody).status, "success")
-      assert.deepInclude((yield* tasks.automation("llm"))?.last_task ?? {}, { action: "stop", status: "success" })
-    }).pipe(Effect.scoped))
+      assert.deepInclude((yield* status(url)).automation?.last_task ?? {}, { action: "stop", status: "success" })
+    }).pipe(Effect.scoped)
+  )
 
   it.live("100 concurrent requests during a Semaphore start cause exactly one task", () =>
     Effect.gen(function* () {
       const { double, url } = yield* setup({ script: () => plans.hold(), service: { queue_size: 200 } })
       const requests = yield* Effect.forkScoped(
-        Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => callJson(`${url}/services/llm/n/${i}`), {
-          concurrency: "unbounded"
-        })
+        Effect.forEach(
+          Array.from({ length: 100 }, (_, i) => i),
+          (i) => callJson(`${url}/services/llm/n/${i}`),
+          {
+            concurrency: "unbounded"
+          }
+        )
       )
       yield* eventually(status(url), (view) => view.queuePending === 100)
       assert.lengthOf(double.tasks, 1)
@@ -297,7 +302,8 @@ describe("Semaphore services through the gateway", () => {
       )
       assert.deepStrictEqual(summary(double.tasks), ["start@gpu-01:success"])
       assert.lengthOf(double.requestsTo("POST", /\/tasks$/), 1)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("POST /v1/services/llm/start runs the start task; a second start while hot is a 200", () =>
     Effect.gen(function* () {
@@ -309,7 +315,8 @@ describe("Semaphore services through the gateway", () => {
       const again = yield* callJson(`${url}/v1/services/llm/start`, { method: "POST" })
       assert.strictEqual(again.status, 200)
       assert.lengthOf(double.tasks, 1)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("a stop request during a start stops the running Semaphore task", () =>
     Effect.gen(function* () {
@@ -330,5 +337,6 @@ describe("Semaphore services through the gateway", () => {
       const stops = double.requestsTo("POST", /^\/api\/project\/1\/tasks\/1\/stop$/)
       assert.lengthOf(stops, 1)
       assert.deepStrictEqual(JSON.parse(stops[0]!.body), { force: false })
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 })

@@ -39,7 +39,8 @@ describe("placement", () => {
           ["laptop", "http://127.0.0.1:11434", "http://127.0.0.1:11434/api/tags", "laptop"]
         ]
       )
-    }))
+    })
+  )
 
   it.effect("the service's semaphore_machine_id stands in for machines without their own", () =>
     Effect.gen(function* () {
@@ -49,7 +50,8 @@ describe("placement", () => {
         targets.map((t) => t.semaphoreMachineId),
         ["hpc-01", "svc-box"]
       )
-    }))
+    })
+  )
 
   it.effect("no list and no matching rule: the service runs where its URLs point, {host} = localhost", () =>
     Effect.gen(function* () {
@@ -60,7 +62,8 @@ describe("placement", () => {
         [["local", "http://localhost:11434"]]
       )
       assert.deepStrictEqual(placementOf(settings.services.get("ollama")!, settings).source, { _tag: "Default" })
-    }))
+    })
+  )
 
   it.effect("a rule naming the service decides its order", () =>
     Effect.gen(function* () {
@@ -68,7 +71,8 @@ describe("placement", () => {
         yield* order(`${svc("ollama")}\n---\n  - { services: [ollama], prefer: [gpubox, hpc, laptop] }\n`, "ollama"),
         ["gpubox", "hpc", "laptop"]
       )
-    }))
+    })
+  )
 
   it.effect("services patterns take * as a wildcard", () =>
     Effect.gen(function* () {
@@ -78,19 +82,24 @@ describe("placement", () => {
       assert.deepStrictEqual(yield* order(text, "web"), ["laptop"])
       assert.isTrue(servicePattern("a.b*").test("a.b-c"))
       assert.isFalse(servicePattern("a.b*").test("axb"))
-    }))
+    })
+  )
 
   it.effect("a label selector stands for every machine with those labels, in file order; values compare as text", () =>
     Effect.gen(function* () {
+      assert.deepStrictEqual(yield* order(`${svc("ollama")}\n---\n  - { prefer: [{ gpu: true }] }\n`, "ollama"), [
+        "hpc",
+        "gpubox"
+      ])
       assert.deepStrictEqual(
-        yield* order(`${svc("ollama")}\n---\n  - { prefer: [{ gpu: true }] }\n`, "ollama"),
-        ["hpc", "gpubox"]
-      )
-      assert.deepStrictEqual(
-        yield* order(`${svc("ollama")}\n---\n  - { prefer: [{ gpu: true, size: large }, { size: small }] }\n`, "ollama"),
+        yield* order(
+          `${svc("ollama")}\n---\n  - { prefer: [{ gpu: true, size: large }, { size: small }] }\n`,
+          "ollama"
+        ),
         ["hpc", "gpubox", "laptop", "nas"]
       )
-    }))
+    })
+  )
 
   it.effect("steps mix machines and selectors; each machine is tried once, at its first place", () =>
     Effect.gen(function* () {
@@ -98,7 +107,8 @@ describe("placement", () => {
         yield* order(`${svc("ollama")}\n---\n  - { prefer: [gpubox, { gpu: true }, laptop, hpc] }\n`, "ollama"),
         ["gpubox", "hpc", "laptop"]
       )
-    }))
+    })
+  )
 
   it.effect("the first matching rule wins; a rule without services matches every service", () =>
     Effect.gen(function* () {
@@ -110,7 +120,8 @@ describe("placement", () => {
         "  - { services: [web], prefer: [nas] }\n  - { prefer: [laptop] }\n"
       )
       assert.deepStrictEqual(placementOf(settings.services.get("ollama")!, settings).source, { _tag: "Rule", index: 1 })
-    }))
+    })
+  )
 
   it.effect("a service's own list beats the rules", () =>
     Effect.gen(function* () {
@@ -118,7 +129,8 @@ describe("placement", () => {
         yield* order(`${svc("ollama", { machines: ["laptop"] })}\n---\n  - { prefer: [hpc] }\n`, "ollama"),
         ["laptop"]
       )
-    }))
+    })
+  )
 
   it.effect("fallback_url comes after the machines a rule picked", () =>
     Effect.gen(function* () {
@@ -135,7 +147,8 @@ describe("placement", () => {
           ["fallback", "external", "http://backup.lan:11434", "http://backup.lan:11434/api/tags"]
         ]
       )
-    }))
+    })
+  )
 
   it.effect("a Semaphore service placed by a rule carries each machine's Semaphore id", () =>
     Effect.gen(function* () {
@@ -158,7 +171,8 @@ routing_rules:
           ["laptop", "semaphore", "laptop"]
         ]
       )
-    }))
+    })
+  )
 })
 
 describe("routing_rules validation", () => {
@@ -170,14 +184,16 @@ describe("routing_rules validation", () => {
         path: "routing_rules.0.prefer.1",
         problem: 'unknown machine "mainframe" (not under machines:)'
       })
-    }))
+    })
+  )
 
   it.effect("a selector no machine matches is a ConfigError", () =>
     Effect.gen(function* () {
       const error = yield* configError(`${base}  - { prefer: [laptop] }\n  - { prefer: [{ tpu: true }] }\n`)
       assert.strictEqual(error.path, "routing_rules.1.prefer.0")
       assert.include(error.problem, "no machine has the labels")
-    }))
+    })
+  )
 
   it.effect("an unknown service id (no wildcard) is a ConfigError", () =>
     Effect.gen(function* () {
@@ -185,7 +201,8 @@ describe("routing_rules validation", () => {
         path: "routing_rules.0.services.0",
         problem: 'unknown service "olama" (not under services:)'
       })
-    }))
+    })
+  )
 
   it.effect("unknown keys, an empty prefer list and an empty selector are errors", () =>
     Effect.gen(function* () {
@@ -199,7 +216,8 @@ describe("routing_rules validation", () => {
         path: "routing_rules.0.prefer.0",
         problem: "expected a machine id, or a label selector with at least one label such as { gpu: true }"
       })
-    }))
+    })
+  )
 
   it.effect("a Semaphore service needs the server, the token and the project", () =>
     Effect.gen(function* () {
@@ -207,7 +225,10 @@ describe("routing_rules validation", () => {
       const error = yield* configError(`semaphore_api_key: t\nsemaphore_project_id: 1\nservices:\n${service}`)
       assert.strictEqual(error.path, "semaphore_base_url")
       assert.include(error.problem, 'service "ollama" has semaphore_enabled: true')
-      const noToken = yield* configError(`semaphore_base_url: http://s:3000\nsemaphore_project_id: 1\nservices:\n${service}`)
+      const noToken = yield* configError(
+        `semaphore_base_url: http://s:3000\nsemaphore_project_id: 1\nservices:\n${service}`
+      )
       assert.strictEqual(noToken.path, "semaphore_api_key")
-    }))
+    })
+  )
 })

@@ -4,7 +4,7 @@ import { targetsFor } from "../../src/domain/Placement.ts"
 import { HestiaConfig } from "../../src/HestiaConfig.ts"
 import * as Semaphore from "../../src/orchestrators/Semaphore.ts"
 import { SemaphoreTasks } from "../../src/SemaphoreTasks.ts"
-import { plans, SemaphoreDouble, type Script } from "../fixtures/SemaphoreDouble.ts"
+import { plans, type Script, SemaphoreDouble } from "../fixtures/SemaphoreDouble.ts"
 
 // The client on the TestClock, talking to the double in memory: every wait is Clock time, asserted exactly.
 
@@ -36,7 +36,9 @@ interface Timed {
   readonly at: number
 }
 
-const setup = (options: { script?: Script; service?: Record<string, unknown>; token?: string; transport?: Semaphore.Transport } = {}) =>
+const setup = (
+  options: { script?: Script; service?: Record<string, unknown>; token?: string; transport?: Semaphore.Transport } = {}
+) =>
   Effect.gen(function* () {
     const double = new SemaphoreDouble({ templates: [1, 2], ...(options.script ? { script: options.script } : {}) })
     const calls: Array<Timed> = []
@@ -92,7 +94,8 @@ describe("Semaphore client (TestClock)", () => {
         machine_id: "gpu-01"
       })
       assert.strictEqual(automation?.machine_id, "gpu-01")
-    }))
+    })
+  )
 
   it.effect("the task is current while followed, last once done", () =>
     Effect.gen(function* () {
@@ -107,7 +110,8 @@ describe("Semaphore client (TestClock)", () => {
       const after = yield* tasks.automation("svc")
       assert.strictEqual(after?.current_task, null)
       assert.deepInclude(after?.last_task, { id: 1, status: "success" })
-    }))
+    })
+  )
 
   it.effect("a task ending in error is SemaphoreTaskFailed with its id and status", () =>
     Effect.gen(function* () {
@@ -119,7 +123,8 @@ describe("Semaphore client (TestClock)", () => {
       assert.deepInclude(error, { taskId: 1, status: "error" })
       // A task that ended by itself is not stopped.
       assert.lengthOf(double.requestsTo("POST", /\/stop$/), 0)
-    }))
+    })
+  )
 
   it.effect("unknown statuses keep waiting; only success succeeds", () =>
     Effect.gen(function* () {
@@ -135,7 +140,8 @@ describe("Semaphore client (TestClock)", () => {
       yield* TestClock.adjust("8 seconds")
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
       assert.deepStrictEqual(gets(calls), [2000, 4000, 6000, 8000])
-    }))
+    })
+  )
 
   it.effect("timeout: SemaphoreTaskTimeout at semaphore_task_timeout, and the task is stopped with force=false", () =>
     Effect.gen(function* () {
@@ -153,7 +159,8 @@ describe("Semaphore client (TestClock)", () => {
       assert.strictEqual(stops[0]!.status, 204)
       assert.strictEqual(double.task(1)!.status, "stopped")
       assert.deepInclude((yield* tasks.automation("svc"))?.last_task, { id: 1, status: "stopped" })
-    }))
+    })
+  )
 
   it.effect("interrupting a start stops its task", () =>
     Effect.gen(function* () {
@@ -164,7 +171,30 @@ describe("Semaphore client (TestClock)", () => {
       yield* Fiber.interrupt(fiber)
       assert.lengthOf(double.requestsTo("POST", /\/tasks\/1\/stop$/), 1)
       assert.strictEqual(double.task(1)!.status, "stopped")
-    }))
+    })
+  )
+
+  it.effect("interrupted while the task is being created: the task, once created, is stopped", () =>
+    Effect.gen(function* () {
+      const double = new SemaphoreDouble({ templates: [1, 2], script: () => plans.hold() })
+      // Semaphore takes 1 s to answer the create.
+      const slow: Semaphore.Transport = (req) =>
+        req.method === "POST" && req.url.endsWith("/tasks")
+          ? Effect.zipRight(Effect.sleep("1 second"), double.transport(req))
+          : double.transport(req)
+      const { orchestrator, service, gpu } = yield* setup({ transport: slow })
+      const fiber = yield* Effect.fork(orchestrator.start(service, gpu))
+      yield* TestClock.adjust("500 millis")
+      const interrupting = yield* Effect.fork(Fiber.interrupt(fiber))
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(interrupting)
+      assert.deepStrictEqual(
+        double.requests.map((r) => `${r.method} ${r.path} ${r.status}`),
+        ["POST /api/project/1/tasks 201", "POST /api/project/1/tasks/1/stop 204", "GET /api/project/1/tasks/1 200"]
+      )
+      assert.strictEqual(double.task(1)!.status, "stopped")
+    })
+  )
 
   it.effect("Semaphore refusing connections is SemaphoreUnreachable at once", () =>
     Effect.gen(function* () {
@@ -174,7 +204,8 @@ describe("Semaphore client (TestClock)", () => {
       assert.strictEqual(error._tag, "SemaphoreUnreachable")
       assert.include(error.message, "ECONNREFUSED")
       assert.lengthOf(double.requests, 1)
-    }))
+    })
+  )
 
   it.effect("a Semaphore that never answers is SemaphoreUnreachable after the request timeout", () =>
     Effect.gen(function* () {
@@ -187,7 +218,8 @@ describe("Semaphore client (TestClock)", () => {
       const error = yield* Effect.flip(Fiber.join(fiber))
       assert.strictEqual(error._tag, "SemaphoreUnreachable")
       assert.include(error.message, `no answer within ${REQUEST_TIMEOUT_MS} ms`)
-    }))
+    })
+  )
 
   it.effect("a poll that cannot connect is retried one poll interval later", () =>
     Effect.gen(function* () {
@@ -201,7 +233,8 @@ describe("Semaphore client (TestClock)", () => {
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
       // 2 s: starting; 4 s: reset; 6 s: the retry (running); 8 s: success.
       assert.deepStrictEqual(gets(calls), [2000, 4000, 6000, 8000])
-    }))
+    })
+  )
 
   it.effect("a wrong token is SemaphoreAuthFailed (401, empty body)", () =>
     Effect.gen(function* () {
@@ -211,7 +244,8 @@ describe("Semaphore client (TestClock)", () => {
       assert.deepInclude(error, { status: 401 })
       assert.strictEqual(double.requests[0]!.responseBody, "")
       assert.lengthOf(double.tasks, 0)
-    }))
+    })
+  )
 
   it.effect("an unknown template is SemaphoreRequestFailed with Semaphore's 500", () =>
     Effect.gen(function* () {
@@ -219,7 +253,8 @@ describe("Semaphore client (TestClock)", () => {
       const error = yield* Effect.flip(orchestrator.start(service, gpu))
       assert.strictEqual(error._tag, "SemaphoreRequestFailed")
       assert.deepInclude(error, { status: 500 })
-    }))
+    })
+  )
 
   it.effect("stop runs the stop template for the machine, followed to success", () =>
     Effect.gen(function* () {
@@ -233,14 +268,16 @@ describe("Semaphore client (TestClock)", () => {
       assert.strictEqual(task.environment, JSON.stringify({ service_id: "svc", machine_id: "laptop", action: "stop" }))
       assert.strictEqual(task.status, "success")
       assert.deepInclude((yield* tasks.automation("svc"))?.last_task, { action: "stop", status: "success" })
-    }))
+    })
+  )
 
   it.effect("stop without a stop template does nothing", () =>
     Effect.gen(function* () {
       const { double, orchestrator, service, gpu } = yield* setup({ service: { semaphore_stop_template_id: null } })
       yield* orchestrator.stop(service, gpu)
       assert.lengthOf(double.requests, 0)
-    }))
+    })
+  )
 
   it.effect("a failed stop task is SemaphoreTaskFailed", () =>
     Effect.gen(function* () {
@@ -249,7 +286,8 @@ describe("Semaphore client (TestClock)", () => {
       yield* TestClock.adjust("6 seconds")
       const error = yield* Effect.flip(Fiber.join(fiber))
       assert.strictEqual(error._tag, "SemaphoreTaskFailed")
-    }))
+    })
+  )
 
   it.effect("automation is undefined for services Semaphore does not run", () =>
     Effect.gen(function* () {
@@ -262,5 +300,6 @@ describe("Semaphore client (TestClock)", () => {
         current_task: null,
         last_task: null
       })
-    }))
+    })
+  )
 })

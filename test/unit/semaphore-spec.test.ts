@@ -259,7 +259,8 @@ describe("client requests and double answers conform to the spec", () => {
       }
       const problems = double.requests.flatMap((r) => checkExchange(r, TOKEN))
       assert.deepStrictEqual(problems, [])
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("the double's departures from the spec are the live server's", () =>
     Effect.gen(function* () {
@@ -300,7 +301,8 @@ describe("client requests and double answers conform to the spec", () => {
         answers.flatMap((r) => checkExchange(r, TOKEN)),
         []
       )
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 
   it.live("tasks of one template run one at a time: the second waits in `waiting`", () =>
     Effect.gen(function* () {
@@ -327,5 +329,6 @@ describe("client requests and double answers conform to the spec", () => {
         double.requests.flatMap((r) => checkExchange(r, TOKEN)),
         []
       )
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped)
+  )
 })

@@ -1,0 +1,7 @@
+import { Migrator } from "@effect/sql"
+import initial from "./0001_initial.ts"
+
+/** Every migration, by `<id>_<name>`; the Migrator runs the ones a database has not seen, in id order. */
+export const loader = Migrator.fromRecord({
+  "0001_initial": initial
+})

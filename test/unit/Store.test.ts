@@ -1,0 +1,261 @@
+import * as Path from "node:path"
+import { SqlClient } from "@effect/sql"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, TestClock } from "effect"
+import { HestiaConfig } from "../../src/HestiaConfig.ts"
+import { type LifecycleEvent, LifecycleEvents } from "../../src/LifecycleEvents.ts"
+import { Database, Store } from "../../src/Store.ts"
+import { eventually, tempDir } from "../fixtures/Gateway.ts"
+
+const configYaml = (database: string, services = ["a", "b"]) =>
+  `database: ${JSON.stringify(database)}
+machines:
+  laptop: { host: 127.0.0.1, labels: { gpu: false } }
+routing_rules:
+  - { services: ["a"], prefer: [laptop] }
+services:
+${services.map((id) => `  ${id}: { base_url: "http://127.0.0.1:1", env: { SECRET_TOKEN: "s3cr3t" } }`).join("\n")}
+`
+
+/** Store, its SqlClient and the bus, all on one database (layers are shared within one build). */
+const storeLayer = (yaml: string) =>
+  Layer.mergeAll(Store.Default, Database, LifecycleEvents.Default).pipe(Layer.provide(HestiaConfig.layerYaml(yaml)))
+
+const emit = (event: LifecycleEvent) => Effect.flatMap(LifecycleEvents, (events) => events.emit(event))
+
+const timeline = (query: { serviceId?: string; limit?: number; beforeId?: number; beforeTs?: number } = {}) =>
+  Effect.flatMap(Store, (store) => store.activity({ limit: 100, ...query }))
+
+/** Rows are written by the Store's own fiber: wait until `n` are there. */
+const rowsAtLeast = (n: number) =>
+  Effect.flatMap(Store, (store) =>
+    eventually(store.activity({ limit: 100 }), (rows) => rows.length >= n)
+  )
+
+describe("Store (SQLite file in a temp dir)", () => {
+  it.scoped("migrations from empty create every table; the folder is created; WAL is on", () =>
+    Effect.gen(function* () {
+      const file = Path.join(tempDir(), "nested", "deeper", "hestia.db")
+      const context = yield* Layer.build(storeLayer(configYaml(file)))
+      const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+      const tables = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`
+      const names = tables.map((t) => t.name)
+      for (const table of ["services", "machines", "routing_rules", "activity", "auth_keys", "processes"]) {
+        assert.include(names, table)
+      }
+      const [mode] = yield* sql<{ journal_mode: string }>`PRAGMA journal_mode`
+      assert.strictEqual(mode!.journal_mode, "wal")
+    })
+  )
+
+  it.effect("a second start on the same file applies no migration twice and keeps the data", () =>
+    Effect.gen(function* () {
+      const file = Path.join(tempDir(), "hestia.db")
+      yield* Effect.flatMap(Store, (store) => store.append({ ts: 1, type: "note", detail: { n: 1 } })).pipe(
+        Effect.provide(storeLayer(configYaml(file)))
+      )
+      const again = yield* Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const migrations = yield* sql<{ n: number }>`SELECT count(*) AS n FROM effect_sql_migrations`
+        return { migrations: migrations[0]!.n, rows: yield* timeline() }
+      }).pipe(Effect.provide(storeLayer(configYaml(file))))
+      assert.strictEqual(again.migrations, 1)
+      assert.deepStrictEqual(
+        again.rows.map((r) => [r.type, r.detail]),
+        [["note", { n: 1 }]]
+      )
+    })
+  )
+
+  it.effect("config services, machines and routing rules are upserted; a removed service is kept out of config", () =>
+    Effect.gen(function* () {
+      const file = Path.join(tempDir(), "hestia.db")
+      yield* Effect.provide(Effect.void, storeLayer(configYaml(file, ["a", "b"])))
+      const rows = yield* Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        return {
+          services: yield* sql<{ id: string; in_config: number; state: string; config: string }>`
+            SELECT id, in_config, state, config FROM services ORDER BY id`,
+          machines: yield* sql<{ id: string; host: string; labels: string }>`SELECT id, host, labels FROM machines`,
+          rules: yield* sql<{ position: number; services: string; prefer: string }>`SELECT * FROM routing_rules`
+        }
+      }).pipe(Effect.provide(storeLayer(configYaml(file, ["a"]))))
+      assert.deepStrictEqual(
+        rows.services.map((s) => [s.id, s.in_config, s.state]),
+        [
+          ["a", 1, "cold"],
+          ["b", 0, "cold"]
+        ]
+      )
+      // Env values may be secrets: only their names are kept.
+      assert.notInclude(rows.services[0]!.config, "s3cr3t")
+      assert.deepStrictEqual(JSON.parse(rows.services[0]!.config).env, ["SECRET_TOKEN"])
+      assert.deepStrictEqual(rows.machines, [{ id: "laptop", host: "127.0.0.1", labels: '{"gpu":false}' }])
+      assert.strictEqual(rows.rules.length, 1)
+      assert.deepStrictEqual(JSON.parse(rows.rules[0]!.services), ["a"])
+    })
+  )
+
+  it.effect("lifecycle events set the services row and become timeline rows (state and queued are not rows)", () =>
+    Effect.gen(function* () {
+      yield* emit({ type: "start_requested", serviceId: "a", at: 1_000, trigger: "request", requestId: "r-1" })
+      yield* emit({ type: "state", serviceId: "a", at: 1_000, from: "cold", to: "starting", machineId: undefined })
+      yield* emit({ type: "request_queued", serviceId: "a", at: 1_001, position: 1, requestId: "r-1" })
+      yield* emit({ type: "attempt_started", serviceId: "a", at: 1_002, machineId: "laptop", attempt: 1 })
+      yield* emit({ type: "state", serviceId: "a", at: 1_500, from: "starting", to: "hot", machineId: "laptop" })
+      yield* emit({ type: "ready", serviceId: "a", at: 1_500, machineId: "laptop", durationMs: 500, released: 1 })
+      const rows = yield* rowsAtLeast(3)
+      assert.deepStrictEqual(
+        rows.map((r) => [r.type, r.serviceId, r.machineId, r.requestId, r.ts]),
+        [
+          ["ready", "a", "laptop", null, new Date(1_500).toISOString()],
+          ["attempt_started", "a", "laptop", null, new Date(1_002).toISOString()],
+          ["start_requested", "a", null, "r-1", new Date(1_000).toISOString()]
+        ]
+      )
+      assert.deepStrictEqual(rows[0]!.detail, { durationMs: 500, released: 1 })
+      assert.deepStrictEqual(rows[2]!.detail, { trigger: "request" })
+      const service = (yield* Effect.flatMap(Store, (store) => store.services())).get("a")!
+      assert.deepStrictEqual(service, {
+        serviceId: "a",
+        state: "hot",
+        stateSince: 1_500,
+        machineId: "laptop",
+        lastActivity: 1_500,
+        lastError: null
+      })
+
+      yield* emit({ type: "state", serviceId: "a", at: 2_000, from: "hot", to: "stopping", machineId: "laptop" })
+      yield* emit({ type: "state", serviceId: "a", at: 2_100, from: "stopping", to: "cold", machineId: undefined })
+      yield* emit({ type: "stopped", serviceId: "a", at: 2_100, machineId: "laptop", reason: "api" })
+      yield* emit({ type: "start_requested", serviceId: "a", at: 3_000, trigger: "api" })
+      const attempts = [{ machine: "laptop", attempt: 1, error: "ProcessExited", message: "exited" }]
+      yield* emit({ type: "start_failed", serviceId: "a", at: 3_100, durationMs: 100, attempts, rejected: 0 })
+      yield* rowsAtLeast(6)
+      const failed = (yield* Effect.flatMap(Store, (store) => store.services())).get("a")!
+      assert.strictEqual(failed.state, "cold")
+      assert.strictEqual(failed.machineId, null)
+      assert.deepStrictEqual(failed.lastError?.attempts, attempts)
+    }).pipe(Effect.provide(storeLayer(configYaml(Path.join(tempDir(), "hestia.db")))))
+  )
+
+  it.effect("the timeline pages newest first, by limit, cursor (id) or time, and by service", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      for (let i = 1; i <= 10; i++) {
+        yield* store.append({ ts: i * 100, type: "note", serviceId: i % 2 === 0 ? "a" : "b", detail: { i } })
+      }
+      const page1 = yield* timeline({ limit: 4 })
+      assert.deepStrictEqual(
+        page1.map((r) => r.detail.i),
+        [10, 9, 8, 7]
+      )
+      const page2 = yield* timeline({ limit: 4, beforeId: page1[3]!.id })
+      assert.deepStrictEqual(
+        page2.map((r) => r.detail.i),
+        [6, 5, 4, 3]
+      )
+      assert.deepStrictEqual(
+        (yield* timeline({ beforeTs: 300 })).map((r) => r.detail.i),
+        [2, 1]
+      )
+      assert.deepStrictEqual(
+        (yield* timeline({ serviceId: "a", limit: 3 })).map((r) => r.detail.i),
+        [10, 8, 6]
+      )
+    }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
+  )
+
+  it.effect("last activity is written once a second, and only when it changed", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      const sql = yield* SqlClient.SqlClient
+      const stamps = new Map([
+        ["a", 0],
+        ["b", 0]
+      ])
+      let reads = 0
+      yield* store.trackLastActivity(() => {
+        reads++
+        return stamps.entries()
+      })
+      const persisted = Effect.map(
+        sql<{ id: string; last_activity: number | null }>`SELECT id, last_activity FROM services ORDER BY id`,
+        (rows) => rows.map((r) => r.last_activity)
+      )
+      stamps.set("a", 5_000)
+      assert.deepStrictEqual(yield* persisted, [null, null])
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* persisted, [5_000, null])
+      const readsBefore = reads
+      // Many requests within one second: one write, of the newest stamp.
+      for (let i = 1; i <= 100; i++) stamps.set("b", 6_000 + i)
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(yield* persisted, [5_000, 6_100])
+      assert.strictEqual(reads - readsBefore, 1)
+    }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
+  )
+
+  it.effect("process records are kept until forgotten", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      const record = {
+        serviceId: "a",
+        machineId: "local",
+        pid: 4242,
+        pgid: 4242,
+        identity: "boot:123",
+        command: "node x.mjs",
+        startedAt: 7
+      }
+      yield* store.recordProcess(record)
+      assert.deepStrictEqual(yield* store.processes(), [record])
+      yield* store.forgetProcess("a", 1)
+      assert.strictEqual((yield* store.processes()).length, 1)
+      yield* store.forgetProcess("a", 4242)
+      assert.deepStrictEqual(yield* store.processes(), [])
+    }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
+  )
+
+  it.effect("config key hashes keep their rows across restarts; removed ones go; CLI labels are unique", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      yield* store.syncConfigKeys(["h1", "h2"])
+      assert.deepStrictEqual(
+        (yield* store.authKeys()).map((k) => [k.label, k.hash, k.source]),
+        [
+          ["config-1", "h1", "config"],
+          ["config-2", "h2", "config"]
+        ]
+      )
+      assert.isTrue(yield* store.disableKey("config-2"))
+      // Same keys again (a restart): nothing changes, the disabled one stays disabled.
+      yield* store.syncConfigKeys(["h2", "h1"])
+      const again = yield* store.authKeys()
+      assert.deepStrictEqual(
+        again.map((k) => [k.label, k.hash, k.disabledAt !== null]),
+        [
+          ["config-1", "h1", false],
+          ["config-2", "h2", true]
+        ]
+      )
+      // h1 removed from the config, h3 added: h3 takes the free label.
+      yield* store.syncConfigKeys(["h2", "h3"])
+      assert.deepStrictEqual(
+        (yield* store.authKeys()).map((k) => [k.label, k.hash]),
+        [
+          ["config-2", "h2"],
+          ["config-1", "h3"]
+        ]
+      )
+      yield* store.addKey("laptop", "h4")
+      const taken = yield* Effect.flip(store.addKey("laptop", "h5"))
+      assert.strictEqual(taken._tag, "KeyLabelTaken")
+      assert.isFalse(yield* store.disableKey("nope"))
+      yield* store.touchKeys([["h4", 99]])
+      const laptop = (yield* store.authKeys()).find((k) => k.label === "laptop")!
+      assert.strictEqual(laptop.source, "cli")
+      assert.strictEqual(laptop.lastUsedAt, 99)
+    }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
+  )
+})
