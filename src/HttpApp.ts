@@ -1,8 +1,11 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, ParseResult, Schema } from "effect"
+import { Auth } from "./Auth.ts"
 import { BadRequest } from "./domain/Errors.ts"
 import { type GatewayError, toErrorResponse } from "./domain/HttpErrors.ts"
 import { HestiaConfig } from "./HestiaConfig.ts"
+import { activity } from "./HttpActivity.ts"
+import { routes as observabilityRoutes } from "./HttpObservability.ts"
 import { ServiceProxy } from "./ServiceProxy.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
 
@@ -72,18 +75,48 @@ const dispatch = Effect.gen(function* () {
   )
 })
 
+const AUTH_DISABLED_WARNING = "authentication is disabled: anyone who can reach this port can use every service"
+
 const healthz = Effect.gen(function* () {
   const config = yield* HestiaConfig
+  const auth = yield* Auth
   return yield* HttpServerResponse.json({
     status: "ok",
     services: config.services.size,
-    auth: config.auth.apiKeys.length > 0 ? "enabled" : "disabled"
+    auth: auth.enabled() ? "enabled" : "disabled",
+    ...(auth.enabled() ? {} : { warning: AUTH_DISABLED_WARNING })
   })
+})
+
+/** A placeholder until the dashboard lands; the route and its Basic auth guard are real. */
+const dashboard = Effect.map(Auth, (auth) =>
+  HttpServerResponse.html(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Hestia</title></head>
+<body><h1>Hestia</h1>
+${auth.enabled() ? "" : `<p role="alert"><strong>Warning:</strong> ${AUTH_DISABLED_WARNING}.</p>`}
+<p>The dashboard is coming. Meanwhile: <a href="/v1/services">/v1/services</a>, <a href="/v1/activity">/v1/activity</a>.</p>
+</body></html>
+`)
+)
+
+/** Every control route but `/healthz` needs credentials when auth is on (see Auth.guardFor). */
+const authorize = Effect.gen(function* () {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const auth = yield* Auth
+  const denied = auth.check({
+    method: request.method,
+    url: request.url,
+    headers: request.headers,
+    remoteAddress: request.remoteAddress._tag === "Some" ? request.remoteAddress.value : undefined
+  })
+  if (denied !== undefined) return yield* denied
 })
 
 /** The control routes; `/services/...` is served by the ServiceProxy's listener before it gets here. */
 export const routes = HttpRouter.empty.pipe(
   HttpRouter.get("/healthz", healthz),
+  HttpRouter.get("/", dashboard),
+  HttpRouter.get("/v1/activity", activity),
   HttpRouter.get(
     "/v1/services",
     Effect.flatMap(ServiceRegistry, (registry) => registry.list).pipe(
@@ -120,13 +153,14 @@ export const routes = HttpRouter.empty.pipe(
       return yield* HttpServerResponse.json(yield* registry.status(id), { status: 202 })
     })
   ),
-  HttpRouter.post("/v1/requests", dispatch)
+  HttpRouter.post("/v1/requests", dispatch),
+  HttpRouter.concat(observabilityRoutes)
 )
 
 /** Every failure of a control route becomes its typed HTTP answer here, and nowhere else. */
 export const httpApp = HttpRouter.toHttpApp(routes).pipe(
   Effect.map((app) =>
-    app.pipe(
+    Effect.zipRight(authorize, app).pipe(
       Effect.catchTags({
         UnknownService: errorResponse,
         Unauthorized: errorResponse,

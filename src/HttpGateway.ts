@@ -2,10 +2,14 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect } from "effect"
+import { Auth } from "./Auth.ts"
 import { HestiaConfig } from "./HestiaConfig.ts"
 import { httpApp } from "./HttpApp.ts"
+import { LifecycleEvents } from "./LifecycleEvents.ts"
+import { Metrics } from "./Metrics.ts"
 import { isServicesUrl, ServiceProxy } from "./ServiceProxy.ts"
 import { ServiceRegistry } from "./ServiceRegistry.ts"
+import { Store } from "./Store.ts"
 
 /**
  * The listening socket. One node:http server: `/services/...` goes to the ServiceProxy's listener (hot services never
@@ -42,5 +46,12 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     )
     return { host: address.address, port: address.port, url: `http://127.0.0.1:${address.port}` }
   }),
-  dependencies: [ServiceProxy.Default, ServiceRegistry.Default]
+  dependencies: [
+    ServiceProxy.Default,
+    ServiceRegistry.Default,
+    Auth.Default,
+    Store.Default,
+    Metrics.Default,
+    LifecycleEvents.Default
+  ]
 }) {}

@@ -82,15 +82,24 @@ const labelsFor = (serviceId: string): ServiceLabels => ({
   service: [label("service", serviceId)]
 })
 
-export const requestRecorder = (serviceIds: Iterable<string>): RequestRecorder => {
+/** `isService` tells configured ids from anything else a client typed, which all count as `_unknown`. */
+export const requestRecorder = (isService: (serviceId: string) => boolean): RequestRecorder => {
   const known = new Map<string, ServiceLabels>()
-  for (const id of serviceIds) known.set(id, labelsFor(id))
   const unknown = labelsFor(UNKNOWN_SERVICE)
+  const labels = (serviceId: string) => {
+    let found = known.get(serviceId)
+    if (found === undefined) {
+      if (!isService(serviceId)) return unknown
+      found = labelsFor(serviceId)
+      known.set(serviceId, found)
+    }
+    return found
+  }
   return {
     observe: (serviceId, status, seconds) => {
-      const labels = known.get(serviceId) ?? unknown
-      requestsTotal.unsafeUpdate(1, labels.byClass[statusClass(status)]!)
-      requestDuration.unsafeUpdate(seconds, labels.service)
+      const { byClass, service } = labels(serviceId)
+      requestsTotal.unsafeUpdate(1, byClass[statusClass(status)]!)
+      requestDuration.unsafeUpdate(seconds, service)
     }
   }
 }
@@ -188,8 +197,14 @@ export const renderPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Unty
   return out.length === 0 ? "" : `${out.join("\n")}\n`
 }
 
-/** The registry as Prometheus text, as it is now. */
-export const prometheusText = Effect.map(Metric.snapshot, renderPrometheus)
+/** The gateway's own metrics. Effect's runtime ones (e.g. effect_fiber_active, a "counter" that goes down) stay out. */
+export const PREFIX = "hestia_"
+
+/** The registry as Prometheus text, as it is now: every metric whose name starts with `prefix`. */
+export const prometheusText = (prefix = "") =>
+  Effect.map(Metric.snapshot, (pairs) =>
+    renderPrometheus(pairs.filter((pair) => pair.metricKey.name.startsWith(prefix)))
+  )
 
 export interface JsonMetric {
   readonly name: string
@@ -326,13 +341,14 @@ export class Metrics extends Effect.Service<Metrics>()("hestia/Metrics", {
 
     return {
       /** `GET /metrics`. */
-      prometheus: Effect.zipRight(sampleGauges, prometheusText),
+      prometheus: Effect.zipRight(sampleGauges, prometheusText(PREFIX)),
       /** `GET /v1/metrics` (all) and `GET /v1/services/{id}/metrics` (the series labelled with that service). */
       json: (serviceId?: string) =>
         Effect.gen(function* () {
           yield* sampleGauges
           const metrics: Array<JsonMetric> = []
           for (const pair of yield* Metric.snapshot) {
+            if (!pair.metricKey.name.startsWith(PREFIX)) continue
             const metric = toJson(pair)
             if (metric === undefined) continue
             if (serviceId !== undefined && metric.labels.service !== serviceId) continue

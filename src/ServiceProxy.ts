@@ -1,12 +1,15 @@
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Writable } from "node:stream"
-import { Effect, Fiber, Runtime } from "effect"
+import { Cause, Effect, Exit, Fiber, Option, Runtime, type Tracer } from "effect"
 import { Pool } from "undici"
+import { Auth } from "./Auth.ts"
 import { BadRequest, UnknownService, UpstreamTimeout, UpstreamUnavailable } from "./domain/Errors.ts"
 import { type GatewayError, toErrorResponse } from "./domain/HttpErrors.ts"
 import type { Target } from "./domain/Placement.ts"
+import { requestRecorder, UNKNOWN_SERVICE } from "./Metrics.ts"
 import { type Lease, ServiceRegistry } from "./ServiceRegistry.ts"
+import * as Telemetry from "./Telemetry.ts"
 
 // ---------------------------------------------------------------------------
 // Paths: the upstream URL is always the service's base URL plus the path, never anything else.
@@ -203,9 +206,20 @@ interface Exchange {
   readonly onDone: () => void
 }
 
-const errorCode = (error: unknown) => (error as { code?: string }).code
+// A DOMException (an AbortError) has a numeric code; only undici's string codes mean anything here.
+const errorCode = (error: unknown) => {
+  const code = (error as { code?: unknown }).code
+  return typeof code === "string" ? code : undefined
+}
+
+/** The typed error a response ended with, for its span's `error.type`. */
+const failures = new WeakMap<ServerResponse, GatewayError>()
+
+/** The status counted for a client that left before any answer (nginx's convention). */
+const CLIENT_CLOSED = 499
 
 const writeError = (res: ServerResponse, error: GatewayError, requestId?: string) => {
+  failures.set(res, error)
   if (res.headersSent) {
     res.destroy()
     return
@@ -224,10 +238,16 @@ const writeError = (res: ServerResponse, error: GatewayError, requestId?: string
 export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/ServiceProxy", {
   scoped: Effect.gen(function* () {
     const registry = yield* ServiceRegistry
+    const auth = yield* Auth
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
-    // Gateway credentials to strip before forwarding; filled in by Auth when it is enabled.
-    const strip: ReadonlySet<string> = new Set()
+    const clock = yield* Effect.clock
+    const recorder = requestRecorder(registry.has)
+    // Off (no OTLP endpoint): no span and no traceparent per request; the check below is the whole cost.
+    const tracing = yield* Telemetry.TracingEnabled
+    const tracer = yield* Effect.tracer
+    // Gateway credentials to strip before forwarding; kept up to date by Auth (empty while auth is off).
+    const strip = auth.strip
 
     const pools = new Map<string, Pool>()
     const poolFor = (origin: string) => {
@@ -271,7 +291,7 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
                 sink.onError(new UpstreamUnavailable({ serviceId, reason: "connection refused" }))
               } else if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT") {
                 sink.onError(new UpstreamTimeout({ serviceId }))
-              } else if (code !== "UND_ERR_ABORTED") {
+              } else if (code !== "UND_ERR_ABORTED" && !signal.aborted) {
                 sink.onError(new UpstreamUnavailable({ serviceId, reason: code ?? error.message }))
               }
             }
@@ -284,12 +304,36 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
       }
     }
 
+    /** Counts the request and ends its span once its response is over, or its client gone. */
+    const observe = (res: ServerResponse, serviceId: string, startedAt: bigint, span: Tracer.Span | undefined) => {
+      res.once("close", () => {
+        const status = res.headersSent ? res.statusCode : CLIENT_CLOSED
+        const now = clock.unsafeCurrentTimeNanos()
+        recorder.observe(serviceId, status, Number(now - startedAt) / 1e9)
+        if (span !== undefined) Telemetry.endRequestSpan(span, status, now, failures.get(res))
+      })
+    }
+
+    const requestSpan = (req: IncomingMessage, serviceId: string | undefined, startedAt: bigint) =>
+      Telemetry.startRequestSpan(tracer, req.headers, startedAt, {
+        "hestia.service.id": serviceId ?? UNKNOWN_SERVICE,
+        "http.request.method": req.method ?? "GET"
+      })
+
+    /** With tracing on, the upstream sees our span as its parent (a client's traceparent is replaced). */
+    const withTrace = (span: Tracer.Span | undefined, requestId: string, headers: Array<string>) => {
+      if (span === undefined) return headers
+      span.attribute("hestia.request.id", requestId)
+      return Telemetry.withTraceparent(headers, span)
+    }
+
     const forward = (
       req: IncomingMessage,
       res: ServerResponse,
       parsed: ServicePath,
       lease: Lease,
-      requestId: string
+      requestId: string,
+      span?: Tracer.Span
     ) => {
       const abort = new AbortController()
       res.once("close", () => {
@@ -302,12 +346,16 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
         {
           method: req.method ?? "GET",
           path: upstreamPath(upstreamBase(lease.target), parsed.path, parsed.query),
-          headers: upstreamHeaders(req.rawHeaders, strip, {
-            clientIp: req.socket.remoteAddress,
-            proto: "http",
-            host: req.headers.host,
-            requestId
-          }),
+          headers: withTrace(
+            span,
+            requestId,
+            upstreamHeaders(req.rawHeaders, strip, {
+              clientIp: req.socket.remoteAddress,
+              proto: "http",
+              host: req.headers.host,
+              requestId
+            })
+          ),
           body: hasBody ? req : null
         },
         abort.signal,
@@ -324,12 +372,14 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
     }
 
     /** Wait for a service that is not hot, then forward; the client leaving stops the wait. */
-    const forwardWhenReady = (req: IncomingMessage, res: ServerResponse, parsed: ServicePath) => {
+    const forwardWhenReady = (req: IncomingMessage, res: ServerResponse, parsed: ServicePath, span?: Tracer.Span) => {
       const requestId = requestIdOf(req.headers)
+      span?.attribute("hestia.request.id", requestId)
+      const acquire = registry.acquire(parsed.serviceId, requestId)
       const fiber = runFork(
-        registry.acquire(parsed.serviceId, requestId).pipe(
+        (span === undefined ? acquire : Effect.withParentSpan(acquire, span)).pipe(
           Effect.match({
-            onSuccess: (lease) => (res.destroyed ? lease.release() : forward(req, res, parsed, lease, requestId)),
+            onSuccess: (lease) => (res.destroyed ? lease.release() : forward(req, res, parsed, lease, requestId, span)),
             onFailure: (error) => writeError(res, error, requestId)
           })
         )
@@ -341,16 +391,29 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
 
     /** node:http listener for `/services/...`: hot services go straight to undici, the rest waits in the registry. */
     const handle = (req: IncomingMessage, res: ServerResponse) => {
+      const startedAt = clock.unsafeCurrentTimeNanos()
       const parsed = parseServicePath(req.url ?? "/")
+      const serviceId = parsed instanceof BadRequest || !registry.has(parsed.serviceId) ? undefined : parsed.serviceId
+      const span = tracing ? requestSpan(req, serviceId, startedAt) : undefined
+      observe(res, serviceId ?? UNKNOWN_SERVICE, startedAt, span)
+      // Before anything else: an unauthenticated client learns nothing, not even which services exist.
+      const denied = auth.check({
+        method: req.method ?? "GET",
+        url: req.url ?? "/",
+        headers: req.headers,
+        remoteAddress: req.socket.remoteAddress,
+        serviceId
+      })
+      if (denied !== undefined) return writeError(res, denied)
       if (parsed instanceof BadRequest) return writeError(res, parsed)
-      if (!registry.has(parsed.serviceId)) return writeError(res, new UnknownService({ serviceId: parsed.serviceId }))
+      if (serviceId === undefined) return writeError(res, new UnknownService({ serviceId: parsed.serviceId }))
       const lease = registry.tryAcquireHot(parsed.serviceId)
-      if (lease !== undefined) return forward(req, res, parsed, lease, requestIdOf(req.headers))
-      forwardWhenReady(req, res, parsed)
+      if (lease !== undefined) return forward(req, res, parsed, lease, requestIdOf(req.headers), span)
+      forwardWhenReady(req, res, parsed, span)
     }
 
     /** `POST /v1/requests`: the proxy's own path, with the response collected instead of streamed. */
-    const dispatch = Effect.fn("ServiceProxy.dispatch")(function* (input: DispatchRequest) {
+    const dispatchOnce = Effect.fn("ServiceProxy.dispatch")(function* (input: DispatchRequest) {
       const path = input.path.startsWith("/") ? input.path : `/${input.path}`
       const parsed = parseServicePath(`${SERVICES_PREFIX}${input.serviceId}${path}`)
       if (parsed instanceof BadRequest) return yield* parsed
@@ -358,6 +421,7 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
       const requestId = requestIdOf(input.headers)
       const lease = yield* registry.acquire(parsed.serviceId, requestId)
       const raw = Object.entries(input.headers).flat()
+      const span = tracing ? Option.getOrUndefined(yield* Effect.option(Effect.currentSpan)) : undefined
       return yield* Effect.async<DispatchResponse, GatewayError>((resume, signal) => {
         const chunks: Array<Buffer> = []
         let head: { status: number; headers: Record<string, string | Array<string>> } | undefined
@@ -368,7 +432,11 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
           {
             method: input.method,
             path: upstreamPath(upstreamBase(lease.target), parsed.path, parsed.query),
-            headers: upstreamHeaders(raw, strip, { clientIp: undefined, proto: "http", host: undefined, requestId }),
+            headers: withTrace(
+              span,
+              requestId,
+              upstreamHeaders(raw, strip, { clientIp: undefined, proto: "http", host: undefined, requestId })
+            ),
             body: input.body ?? null
           },
           signal,
@@ -394,7 +462,26 @@ export class ServiceProxy extends Effect.Service<ServiceProxy>()("hestia/Service
       })
     })
 
+    /** The dispatcher's requests count like proxied ones: by service and the status the caller gets. */
+    const dispatch = (input: DispatchRequest) => {
+      const startedAt = clock.unsafeCurrentTimeNanos()
+      return dispatchOnce(input).pipe(
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            const failure = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+            const status = Exit.isSuccess(exit)
+              ? exit.value.status
+              : failure === undefined
+                ? CLIENT_CLOSED
+                : toErrorResponse(failure).status
+            const serviceId = registry.has(input.serviceId) ? input.serviceId : UNKNOWN_SERVICE
+            recorder.observe(serviceId, status, Number(clock.unsafeCurrentTimeNanos() - startedAt) / 1e9)
+          })
+        )
+      )
+    }
+
     return { handle, dispatch }
   }),
-  dependencies: [ServiceRegistry.Default]
+  dependencies: [ServiceRegistry.Default, Auth.Default]
 }) {}

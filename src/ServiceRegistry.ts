@@ -23,9 +23,10 @@ import {
 import { type Target, targetsFor } from "./domain/Placement.ts"
 import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
 import { type LifecycleEvent, LifecycleEvents, type ServiceStatus, type StartTrigger } from "./LifecycleEvents.ts"
-import { type Instance, Orchestrator } from "./Orchestrator.ts"
+import { type Instance, Orchestrator, unmanaged } from "./Orchestrator.ts"
 import { Readiness } from "./Readiness.ts"
 import { type AutomationView, SemaphoreTasks } from "./SemaphoreTasks.ts"
+import { type PersistedService, Store } from "./Store.ts"
 import { tagError } from "./Telemetry.ts"
 
 export type { ServiceStatus, StartTrigger }
@@ -100,6 +101,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const events = yield* LifecycleEvents
     // Present with the live orchestrators; absent with the Simulated one.
     const semaphoreTasks = yield* Effect.serviceOption(SemaphoreTasks)
+    const store = yield* Store
     const clock = yield* Effect.clock
     const scope: Scope.Scope = yield* Effect.scope
 
@@ -163,6 +165,8 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           released = true
           entry.inFlight--
           entry.lastActivity = clock.unsafeCurrentTimeMillis()
+          // A flag for the Store's batched writer, not a write.
+          store.lastActivityChanged()
         }
       }
     }
@@ -295,7 +299,11 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         // The policy runs in its own fiber so a stop request can interrupt it while settle still answers the waiters.
         const policy = yield* Effect.forkIn(startupPolicy(entry, coldStart), scope)
         entry.starter = policy
-        yield* Effect.forkIn(settleStartup(entry, entry.generation, policy, startedAt), scope)
+        // Settling belongs to the start's trace: its log lines (ready, start_failed) carry that trace id.
+        yield* Effect.forkIn(
+          settleStartup(entry, entry.generation, policy, startedAt).pipe(Effect.withParentSpan(coldStart)),
+          scope
+        )
       })
 
     const settleStartup = (
@@ -583,6 +591,96 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         } satisfies ServiceStatusView
       })
 
+    // -------------------------------------------------------------------------
+    // Restart: carry on from what the previous run recorded (see Store)
+    // -------------------------------------------------------------------------
+
+    /** How long a service recorded as running may take to answer its health check at start-up. */
+    const RESTORE_PROBE_MS = 3_000
+
+    /** Take over what still runs on `target`, if its health URL (when it has one) answers. */
+    const adoptIfHealthy = (service: ServiceConfig, target: Target) =>
+      Effect.gen(function* () {
+        const taken = yield* orchestrator.adopt?.(service, target) ?? Effect.succeed(Option.some(unmanaged))
+        if (Option.isNone(taken) || target.healthUrl === undefined) return taken
+        const healthy = yield* Effect.isSuccess(
+          readiness.wait({ ...service, requestTimeoutMs: RESTORE_PROBE_MS }, target)
+        )
+        return healthy ? taken : Option.none()
+      })
+
+    /** Recorded hot or starting and healthy: hot again, idle timer from the persisted last activity. Else cold. */
+    const restore = (entry: Entry, saved: PersistedService | undefined) =>
+      Effect.gen(function* () {
+        const service = entry.service
+        if (saved?.lastActivity != null) entry.lastActivity = saved.lastActivity
+        if (saved?.lastError?.error === "StartupFailed") {
+          const lastError = new StartupFailed({ serviceId: service.id, attempts: saved.lastError.attempts })
+          yield* SubscriptionRef.update(entry.state, (state) => ({ ...state, lastError }))
+        }
+        const was = saved?.state ?? "cold"
+        const target = entry.targets.find((t) => t.machineId === saved?.machineId)
+        // Without a health URL only a start that had finished is trusted: nothing says a `starting` one ever would.
+        const checkable = was === "hot" || (was === "starting" && target?.healthUrl !== undefined)
+        if (checkable && target !== undefined) {
+          const adopted = yield* adoptIfHealthy(service, target)
+          if (Option.isSome(adopted)) {
+            entry.generation++
+            entry.current = target
+            if (entry.lastActivity === 0) entry.lastActivity = clock.unsafeCurrentTimeMillis()
+            yield* transition(entry, "hot", {
+              machineId: target.machineId,
+              baseUrl: target.baseUrl,
+              lastError: undefined
+            })
+            yield* emit(entry, { type: "adopted", machineId: target.machineId, lastActivity: entry.lastActivity })
+            yield* watch(entry, entry.generation, adopted.value)
+            return
+          }
+        }
+        // Whatever an earlier run spawned for it and did not stop is stopped now.
+        const leftover = yield* orchestrator.reclaim?.(service) ?? Effect.succeed(false)
+        if (was === "cold") return
+        const machineId = saved?.machineId ?? undefined
+        yield* emit(entry, { type: "state", from: was, to: "cold", machineId: undefined })
+        if (was === "starting") {
+          const lastError = new StartupFailed({
+            serviceId: service.id,
+            attempts: [
+              {
+                machine: machineId ?? "-",
+                attempt: 0,
+                error: "GatewayRestarted",
+                message: "the gateway stopped while this start was in progress"
+              }
+            ]
+          })
+          yield* SubscriptionRef.update(entry.state, (state) => ({ ...state, lastError }))
+          const now = clock.unsafeCurrentTimeMillis()
+          yield* emit(entry, {
+            type: "start_failed",
+            machineId,
+            durationMs: now - (saved?.stateSince ?? now),
+            attempts: lastError.attempts,
+            rejected: 0
+          })
+        } else if (leftover || target?.kind !== "process") {
+          yield* emit(entry, {
+            type: "upstream_gone",
+            machineId,
+            reason: `${was} when the gateway stopped, not running after its restart`
+          })
+        }
+        // Else a process the previous run stopped itself on a clean exit: only the state row changes.
+      })
+
+    const persisted = yield* store.services()
+    yield* Effect.forEach(entries.values(), (entry) => restore(entry, persisted.get(entry.service.id)), {
+      concurrency: "unbounded",
+      discard: true
+    })
+    yield* store.trackLastActivity(() => Array.from(entries.values(), (e) => [e.service.id, e.lastActivity] as const))
+
     const status = Effect.fn("ServiceRegistry.status")(function* (serviceId: string) {
       return yield* view(yield* lookup(serviceId))
     })
@@ -604,5 +702,5 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       has: (serviceId: string) => entries.has(serviceId)
     }
   }),
-  dependencies: [Readiness.Default, LifecycleEvents.Default]
+  dependencies: [Readiness.Default, LifecycleEvents.Default, Store.Default]
 }) {}

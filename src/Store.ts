@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs"
 import * as Path from "node:path"
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Chunk, Clock, Data, Effect, Fiber, Layer, Queue, type Scope, Schedule } from "effect"
+import { Chunk, Clock, Data, Effect, Fiber, Layer, Queue, type Scope } from "effect"
 import type { StartAttempt } from "./domain/Errors.ts"
 import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
 import { type LifecycleEvent, LifecycleEvents, type LifecycleEventType, type ServiceStatus } from "./LifecycleEvents.ts"
@@ -59,6 +59,9 @@ export interface ProcessRecord {
   readonly identity: string | null
   readonly command: string
   readonly startedAt: number
+  /** The gateway that spawned it (pid and identity as above; null in rows from before this was recorded). */
+  readonly ownerPid: number | null
+  readonly ownerIdentity: string | null
 }
 
 export interface AuthKeyRow {
@@ -100,7 +103,14 @@ const clientLayer = Layer.unwrapEffect(
   })
 )
 
-const migrationsLayer = Layer.effectDiscard(Migrator.make({})({ loader }))
+const migrationsLayer = Layer.effectDiscard(
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    // WAL with NORMAL sync: a crash never corrupts the file; a power cut may lose the last second of history.
+    yield* sql`PRAGMA synchronous = NORMAL`
+    yield* Migrator.make({})({ loader })
+  })
+)
 
 /** SqlClient on the configured file, with every migration applied. Failing to open or migrate is fatal. */
 export const Database = migrationsLayer.pipe(Layer.provideMerge(clientLayer), Layer.orDie)
@@ -215,8 +225,8 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
               WHERE id = ${id}`
             break
           case "ready":
-            yield* sql`UPDATE services SET last_error = NULL, last_activity = ${event.at}, updated_at = ${event.at}
-              WHERE id = ${id}`
+            yield* sql`UPDATE services SET last_error = NULL, updated_at = ${event.at},
+              last_activity = MAX(COALESCE(last_activity, 0), ${event.at}) WHERE id = ${id}`
             break
           case "start_failed": {
             const lastError = {
@@ -235,13 +245,15 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
       })
 
     const writeBatch = (batch: ReadonlyArray<LifecycleEvent>) =>
-      sql.withTransaction(Effect.forEach(batch, writeEvent, { discard: true })).pipe(
-        Effect.catchAllCause((cause) =>
-          Effect.logError("could not persist lifecycle events", cause).pipe(
-            Effect.annotateLogs({ event: "store_write_failed", lost: batch.length })
+      sql
+        .withTransaction(Effect.forEach(batch, writeEvent, { discard: true }))
+        .pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.logError("could not persist lifecycle events", cause).pipe(
+              Effect.annotateLogs({ event: "store_write_failed", lost: batch.length })
+            )
           )
         )
-      )
 
     // Subscribed now, before the registry exists, so its first events (restart adoption) are not missed.
     const subscription = yield* events.subscribe
@@ -254,6 +266,8 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
 
     // ---- last activity: read from the registry's plain counters, written when changed ----
     const lastActivitySources: Array<() => Iterable<readonly [string, number]>> = []
+    // Opened by lastActivityChanged: the writer sleeps on it, so an idle gateway does no periodic work at all.
+    const changedLatch = yield* Effect.makeLatch(false)
     const written = new Map<string, number>()
     const flushLastActivity = Effect.suspend(() => {
       const changed: Array<readonly [string, number]> = []
@@ -267,7 +281,8 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
         .withTransaction(
           Effect.forEach(
             changed,
-            ([serviceId, at]) => sql`UPDATE services SET last_activity = ${at} WHERE id = ${serviceId}`,
+            ([serviceId, at]) =>
+              sql`UPDATE services SET last_activity = MAX(COALESCE(last_activity, 0), ${at}) WHERE id = ${serviceId}`,
             { discard: true }
           )
         )
@@ -279,15 +294,26 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
         )
     })
 
-    /** Persist, once a second, the last-activity stamps `source` reports that changed (and once more at shutdown). */
+    /**
+     * Persist the last-activity stamps `source` reports: at most once a second, after `lastActivityChanged`, only
+     * those that changed (and once more at shutdown).
+     */
     const trackLastActivity = (source: () => Iterable<readonly [string, number]>) =>
       Effect.gen(function* () {
         for (const [serviceId, at] of source()) written.set(serviceId, at)
         lastActivitySources.push(source)
         if (lastActivitySources.length === 1) {
-          yield* Effect.forkIn(Effect.repeat(flushLastActivity, Schedule.spaced(LAST_ACTIVITY_FLUSH)), scope)
+          const writeChanges = changedLatch.await.pipe(
+            Effect.zipRight(Effect.sleep(LAST_ACTIVITY_FLUSH)),
+            Effect.zipRight(changedLatch.close),
+            Effect.zipRight(flushLastActivity)
+          )
+          yield* Effect.forkIn(Effect.forever(writeChanges), scope)
         }
       })
+
+    /** Synchronous and cheap (the proxy calls it per request): a stamp changed, write it within a second. */
+    const lastActivityChanged = () => changedLatch.unsafeOpen()
 
     yield* Effect.addFinalizer(() =>
       Fiber.interrupt(writer).pipe(
@@ -349,9 +375,10 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
     })
 
     const recordProcess = Effect.fn("Store.recordProcess")(function* (record: ProcessRecord) {
-      yield* sql`INSERT OR REPLACE INTO processes (service_id, machine_id, pid, pgid, identity, command, started_at)
+      yield* sql`INSERT OR REPLACE INTO processes
+        (service_id, machine_id, pid, pgid, identity, command, started_at, owner_pid, owner_identity)
         VALUES (${record.serviceId}, ${record.machineId}, ${record.pid}, ${record.pgid}, ${record.identity},
-          ${record.command}, ${record.startedAt})`.pipe(Effect.orDie)
+          ${record.command}, ${record.startedAt}, ${record.ownerPid}, ${record.ownerIdentity})`.pipe(Effect.orDie)
     })
 
     const forgetProcess = Effect.fn("Store.forgetProcess")(function* (serviceId: string, pid: number) {
@@ -367,7 +394,10 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
         identity: string | null
         command: string
         started_at: number
-      }>`SELECT service_id, machine_id, pid, pgid, identity, command, started_at FROM processes`.pipe(Effect.orDie)
+        owner_pid: number | null
+        owner_identity: string | null
+      }>`SELECT service_id, machine_id, pid, pgid, identity, command, started_at, owner_pid, owner_identity
+        FROM processes`.pipe(Effect.orDie)
       return rows.map(
         (row): ProcessRecord => ({
           serviceId: row.service_id,
@@ -376,7 +406,9 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
           pgid: row.pgid,
           identity: row.identity,
           command: row.command,
-          startedAt: row.started_at
+          startedAt: row.started_at,
+          ownerPid: row.owner_pid,
+          ownerIdentity: row.owner_identity
         })
       )
     })
@@ -423,7 +455,9 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
               }
             }
             const known = new Set(rows.map((row) => row.hash))
-            const labels = new Set(rows.filter((row) => row.source !== "config" || wanted.has(row.hash)).map((r) => r.label))
+            const labels = new Set(
+              rows.filter((row) => row.source !== "config" || wanted.has(row.hash)).map((r) => r.label)
+            )
             let n = 1
             for (const hash of wanted) {
               if (known.has(hash)) continue
@@ -469,6 +503,7 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
       activity,
       services,
       trackLastActivity,
+      lastActivityChanged,
       recordProcess,
       forgetProcess,
       processes,

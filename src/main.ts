@@ -4,6 +4,7 @@ import { HestiaConfig } from "./HestiaConfig.ts"
 import { HttpGateway } from "./HttpGateway.ts"
 import * as Logging from "./Logging.ts"
 import { Orchestrator } from "./Orchestrator.ts"
+import * as Telemetry from "./Telemetry.ts"
 
 const ConfigLive = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 
@@ -15,20 +16,23 @@ const ConfigReport = Layer.effectDiscard(
   Effect.gen(function* () {
     const config = yield* HestiaConfig
     yield* Effect.logInfo(`config loaded from ${config.source}`).pipe(
-      Effect.annotateLogs({ event: "config_loaded", source: config.source, services: [...config.services.keys()] })
+      Effect.annotateLogs({
+        event: "config_loaded",
+        source: config.source,
+        services: [...config.services.keys()],
+        tracing: (yield* Telemetry.TracingEnabled) ? "otlp" : "off"
+      })
     )
-    if (config.auth.apiKeys.length === 0) {
-      yield* Effect.logWarning("authentication is disabled: anyone who can reach this port can use every service").pipe(
-        Effect.annotateLogs({ event: "auth_disabled" })
-      )
-    }
+    // Whether auth is on (config or CLI keys) is Auth's call: it logs the warning when it is off.
   })
 )
 
 const GatewayLive = Layer.mergeAll(HttpGateway.Default, ConfigReport).pipe(
   Layer.provide(Orchestrator.layer),
   Layer.provide(ConfigLive),
-  Layer.provide(LoggingLive)
+  Layer.provide(LoggingLive),
+  // Outermost: the tracer it installs (when OTEL_EXPORTER_OTLP_ENDPOINT is set) is inherited by every layer above.
+  Layer.provide(Telemetry.layer)
 )
 
 Layer.launch(GatewayLive).pipe(

@@ -206,3 +206,21 @@ export const rssSampler = (pid: number, everyMs = 25) => {
     }
   }
 }
+
+/** Jiffies the whole machine spent busy and in total, from /proc/stat. */
+const machineTicks = () => {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields
+  return {
+    busy: user + nice + system + irq + softirq + steal,
+    total: user + nice + system + idle + iowait + irq + softirq + steal
+  }
+}
+
+/** How busy the machine is (all cores, 0–100 %) over `ms`: other work running there skews every figure. */
+export const machineBusyPercent = async (ms: number) => {
+  const before = machineTicks()
+  await sleep(ms)
+  const after = machineTicks()
+  return after.total === before.total ? 0 : ((after.busy - before.busy) / (after.total - before.total)) * 100
+}

@@ -13,7 +13,9 @@ export class UnknownService extends Schema.TaggedError<UnknownService>()("Unknow
 }
 
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
-  reason: Schema.String
+  reason: Schema.String,
+  /** The scheme the client is asked for: API key as Bearer (default), or Basic for the dashboard. */
+  challenge: Schema.optional(Schema.Literal("Bearer", "Basic"))
 }) {
   override get message() {
     return this.reason

@@ -36,7 +36,7 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
     case "UnknownService":
       return { status: 404, headers: {}, body: { ...body, serviceId: error.serviceId } }
     case "Unauthorized":
-      return { status: 401, headers: { "www-authenticate": 'Bearer realm="hestia"' }, body }
+      return { status: 401, headers: { "www-authenticate": `${error.challenge ?? "Bearer"} realm="hestia"` }, body }
     case "QueueFull":
       return {
         status: 503,

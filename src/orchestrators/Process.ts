@@ -1,15 +1,67 @@
 import { type ChildProcess, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import * as readline from "node:readline"
-import { Deferred, Effect, Exit, FiberId, Runtime } from "effect"
+import { Clock, Deferred, Effect, Exit, FiberId, Option, Runtime, Schedule, type Scope } from "effect"
 import { ProcessExited, SpawnFailed } from "../domain/Errors.ts"
-import type { ServiceConfig } from "../HestiaConfig.ts"
+import type { Target } from "../domain/Placement.ts"
+import { HestiaConfig, type ServiceConfig } from "../HestiaConfig.ts"
 import type { OrchestratorShape } from "../Orchestrator.ts"
+import { type ProcessRecord, Store } from "../Store.ts"
 
 interface Child {
-  readonly process: ChildProcess
+  readonly serviceId: string
   readonly pid: number
   readonly exit: Deferred.Deferred<{ code: number | null; signal: string | null }>
 }
+
+// ---------------------------------------------------------------------------
+// Processes of an earlier run: the gateway is not their parent, so /proc (Linux) is how they are told apart.
+// ---------------------------------------------------------------------------
+
+const readProc = (path: string) => {
+  try {
+    return readFileSync(path, "utf8")
+  } catch {
+    return undefined
+  }
+}
+
+const bootId = readProc("/proc/sys/kernel/random/boot_id")?.trim()
+
+/** Fields of /proc/PID/stat after the command name: [0] state, [19] start time in clock ticks since boot. */
+const statFields = (pid: number) => {
+  const stat = readProc(`/proc/${pid}/stat`)
+  return stat === undefined ? undefined : stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+}
+
+/** Boot id + start time: a later process that reuses the pid (or a pid after a reboot) does not match. */
+const identityOf = (pid: number): string | null => {
+  const fields = statFields(pid)
+  return bootId === undefined || fields === undefined ? null : `${bootId}:${fields[19]}`
+}
+
+/** Alive and not a zombie (an orphan whose init never reaps it still answers kill 0). */
+const isRunning = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  return statFields(pid)?.[0] !== "Z"
+}
+
+/** The recorded process is still the one this record names. */
+const isSameProcess = (record: ProcessRecord) =>
+  isRunning(record.pid) && (record.identity === null || identityOf(record.pid) === record.identity)
+
+const self = { pid: process.pid, identity: identityOf(process.pid) }
+
+/** Spawned by another gateway that still runs (two on one database): neither adopted nor stopped from here. */
+const ownedByAnotherGateway = (record: ProcessRecord) =>
+  record.ownerPid !== null &&
+  record.ownerPid !== self.pid &&
+  isRunning(record.ownerPid) &&
+  (record.ownerIdentity === null || identityOf(record.ownerPid) === record.ownerIdentity)
 
 /** Signal the child's whole process group: a shell wrapper's children go too. */
 const signalGroup = (pid: number, signal: NodeJS.Signals) => {
@@ -27,6 +79,9 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
 export const make = Effect.gen(function* () {
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
+  const store = yield* Store
+  const config = yield* HestiaConfig
+  const scope: Scope.Scope = yield* Effect.scope
   const children = new Map<string, Child>()
 
   const killAllNow = () => {
@@ -54,6 +109,24 @@ export const make = Effect.gen(function* () {
       // The leader may be gone while others in its group live on.
       signalGroup(child.pid, "SIGKILL")
       yield* Deferred.await(child.exit).pipe(Effect.timeout(1_000), Effect.ignore)
+      yield* store.forgetProcess(child.serviceId, child.pid)
+    })
+
+  /** A process the gateway did not spawn this run: its exit is seen by polling. */
+  const watchForeign = (serviceId: string, pid: number): Effect.Effect<Child> =>
+    Effect.gen(function* () {
+      const exit = yield* Deferred.make<{ code: number | null; signal: string | null }>()
+      yield* Effect.forkIn(
+        Effect.repeat(
+          Effect.sync(() => isRunning(pid)),
+          {
+            schedule: Schedule.spaced("250 millis"),
+            while: (running) => running
+          }
+        ).pipe(Effect.zipRight(Deferred.succeed(exit, { code: null, signal: null }))),
+        scope
+      )
+      return { serviceId, pid, exit }
     })
 
   const spawnChild = (service: ServiceConfig) =>
@@ -81,11 +154,11 @@ export const make = Effect.gen(function* () {
         child.once("exit", (code, signal) => Deferred.unsafeDone(done, Exit.succeed({ code, signal })))
         pipeOutput(service.id, child.pid!, child.stdout, "stdout")
         pipeOutput(service.id, child.pid!, child.stderr, "stderr")
-        resume(Effect.succeed({ process: child, pid: child.pid!, exit: done }))
+        resume(Effect.succeed({ serviceId: service.id, pid: child.pid!, exit: done }))
       })
     })
 
-  const start: OrchestratorShape["start"] = (service) =>
+  const start: OrchestratorShape["start"] = (service, target) =>
     Effect.gen(function* () {
       const previous = children.get(service.id)
       if (previous !== undefined) {
@@ -95,6 +168,18 @@ export const make = Effect.gen(function* () {
       }
       const child = yield* spawnChild(service)
       children.set(service.id, child)
+      // Recorded before readiness: a gateway killed mid-start finds it at its next start.
+      yield* store.recordProcess({
+        serviceId: service.id,
+        machineId: target.machineId,
+        pid: child.pid,
+        pgid: child.pid,
+        identity: identityOf(child.pid),
+        command: service.command!.join(" "),
+        startedAt: yield* Clock.currentTimeMillis,
+        ownerPid: self.pid,
+        ownerIdentity: self.identity
+      })
       yield* Effect.logInfo("process spawned").pipe(
         Effect.annotateLogs({ event: "process_spawned", serviceId: service.id, pid: child.pid })
       )
@@ -119,6 +204,75 @@ export const make = Effect.gen(function* () {
       )
     })
 
+  /** After a restart: the process group an earlier run recorded for this service on `target`, if it still runs. */
+  const adopt = (service: ServiceConfig, target: Target) =>
+    Effect.gen(function* () {
+      const record = (yield* store.processes()).find((r) => r.serviceId === service.id)
+      if (
+        record === undefined ||
+        record.machineId !== target.machineId ||
+        ownedByAnotherGateway(record) ||
+        !isSameProcess(record)
+      ) {
+        return Option.none()
+      }
+      const child = yield* watchForeign(service.id, record.pid)
+      children.set(service.id, child)
+      yield* Effect.logInfo("process adopted").pipe(
+        Effect.annotateLogs({ event: "process_adopted", serviceId: service.id, pid: record.pid })
+      )
+      return Option.some({
+        pid: record.pid,
+        exited: Deferred.await(child.exit).pipe(
+          Effect.flatMap(() =>
+            Effect.fail(new ProcessExited({ serviceId: service.id, pid: record.pid, code: null, signal: null }))
+          )
+        )
+      })
+    })
+
+  /** Stop what an earlier run recorded and did not stop (a gateway killed with SIGKILL), then forget it. */
+  const reclaimRecord = (record: ProcessRecord, graceMs: number) =>
+    Effect.gen(function* () {
+      if (ownedByAnotherGateway(record)) {
+        return yield* Effect.logWarning("a process of another gateway running on this database is left alone").pipe(
+          Effect.annotateLogs({
+            event: "process_owned_elsewhere",
+            serviceId: record.serviceId,
+            pid: record.pid,
+            ownerPid: record.ownerPid
+          })
+        )
+      }
+      const adopted = children.get(record.serviceId)
+      // A pid from another boot, or now someone else's, is left alone; a group whose leader died is still ours.
+      const ours =
+        adopted?.pid === record.pid ||
+        (record.identity?.startsWith(`${bootId}:`) !== false && (isSameProcess(record) || !isRunning(record.pid)))
+      if (ours) {
+        if (isRunning(record.pid)) {
+          yield* Effect.logWarning("stopping a process left running by an earlier run").pipe(
+            Effect.annotateLogs({ event: "process_reclaimed", serviceId: record.serviceId, pid: record.pid })
+          )
+        }
+        const child = adopted?.pid === record.pid ? adopted : yield* watchForeign(record.serviceId, record.pid)
+        if (children.get(record.serviceId) === child) children.delete(record.serviceId)
+        yield* terminate(child, graceMs)
+      }
+      yield* store.forgetProcess(record.serviceId, record.pid)
+    })
+
+  const reclaim = (service: ServiceConfig) =>
+    Effect.gen(function* () {
+      const records = (yield* store.processes()).filter((r) => r.serviceId === service.id)
+      yield* Effect.forEach(records, (record) => reclaimRecord(record, service.stopGraceMs), { discard: true })
+      return records.length > 0
+    })
+
+  // Services gone from the config are never restored by the registry: clean up after them now.
+  const orphans = (yield* store.processes()).filter((r) => !config.services.has(r.serviceId))
+  yield* Effect.forEach(orphans, (record) => reclaimRecord(record, 2_000), { discard: true })
+
   yield* Effect.addFinalizer(() =>
     Effect.forEach(children.values(), (child) => terminate(child, 2_000), {
       concurrency: "unbounded",
@@ -133,5 +287,5 @@ export const make = Effect.gen(function* () {
     )
   )
 
-  return { start, stop } satisfies OrchestratorShape
+  return { start, stop, adopt, reclaim } satisfies OrchestratorShape
 })

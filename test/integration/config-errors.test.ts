@@ -16,7 +16,14 @@ const runGateway = (yaml: string | undefined, env: Record<string, string> = {}) 
         if (yaml !== undefined) writeFileSync(file, yaml)
         const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
           cwd: repoRoot,
-          env: { ...process.env, HESTIA_CONFIG: file, HESTIA_PORT: "0", ...env },
+          // A config that loads opens its database: a temp one, never ./data in the repository.
+          env: {
+            ...process.env,
+            HESTIA_CONFIG: file,
+            HESTIA_PORT: "0",
+            HESTIA_DATABASE: Path.join(dir, "hestia.db"),
+            ...env
+          },
           stdio: ["ignore", "pipe", "pipe"]
         })
         let stderr = ""

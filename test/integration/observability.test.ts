@@ -2,6 +2,7 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
 import { Effect, Layer } from "effect"
+import { request } from "undici"
 import { HestiaConfig } from "../../src/HestiaConfig.ts"
 import { HttpGateway } from "../../src/HttpGateway.ts"
 import { Orchestrator } from "../../src/Orchestrator.ts"
@@ -150,6 +151,12 @@ layer(observedGateway(yaml, lines, exporter), { excludeTestServices: true, timeo
         const ready = parsed.find((entry) => entry.event === "ready" && entry.serviceId === "obs-echo")
         assert.strictEqual(ready?.machineId, "local")
         assert.isNumber(ready?.durationMs)
+        // A request's lines carry its own trace; the start's lines carry the cold start's trace.
+        const coldStart = spansNamed("ServiceRegistry.coldStart").find(
+          (span) => span.attributes["hestia.service.id"] === "obs-echo"
+        )
+        assert.strictEqual(ready?.traceId, coldStart && traceId(coldStart))
+        assert.notStrictEqual(ready?.traceId, queued?.traceId)
         const released = parsed.find((entry) => entry.event === "request_released" && entry.serviceId === "obs-echo")
         assert.strictEqual(released?.requestId, "log-req-42")
         assert.isNumber(released?.waitedMs)
@@ -213,8 +220,31 @@ layer(observedGateway(yaml, lines, exporter), { excludeTestServices: true, timeo
           assert.isTrue(after.types.has(family), `${family} has a TYPE line`)
           assert.isTrue(after.help.has(family), `${family} has a HELP line`)
         }
+        assert.isTrue([...after.types.keys()].every((family) => family.startsWith("hestia_")))
         // Labels are bounded: no raw path ever appears.
         assert.isFalse(after.samples.some((sample) => Object.values(sample.labels).some((v) => v.includes("/"))))
+      })
+    )
+
+    it.effect("a client that leaves before the answer counts as 499 (4xx); the gateway carries on", () =>
+      Effect.gen(function* () {
+        const base = yield* gatewayUrl
+        yield* call(`${base}/services/obs-echo/warm`)
+        const scrape = Effect.map(call(`${base}/metrics`), (response) => parsePrometheus(response.text))
+        const before = sampleValue(yield* scrape, "hestia_requests_total", { service: "obs-echo", code: "4xx" })
+        yield* Effect.promise(async () => {
+          const controller = new AbortController()
+          const pending = request(`${base}/services/obs-echo/slow?ms=5000`, { signal: controller.signal })
+          await new Promise((resolve) => setTimeout(resolve, 300))
+          controller.abort()
+          await pending.catch(() => undefined)
+        })
+        yield* eventually(
+          scrape,
+          (p) => sampleValue(p, "hestia_requests_total", { service: "obs-echo", code: "4xx" }) === before + 1
+        )
+        assert.strictEqual((yield* call(`${base}/healthz`)).status, 200)
+        assert.strictEqual((yield* call(`${base}/services/obs-echo/after`)).status, 200)
       })
     )
 

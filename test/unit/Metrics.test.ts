@@ -58,7 +58,7 @@ describe("Metrics: Prometheus text exposition from Effect's Metric registry", ()
       ).pipe(Metric.tagged("service", "x"))
       for (const value of [0.05, 0.5, 5, 50]) yield* Metric.update(histogram, value)
 
-      const text = yield* Metrics.prometheusText
+      const text = yield* Metrics.prometheusText()
       const parsed = parsePrometheus(text)
       assert.strictEqual(parsed.types.get("test_expo_things_total"), "counter")
       assert.strictEqual(parsed.help.get("test_expo_things_total"), "Things.\\nCounted \\\\ here.")
@@ -91,13 +91,13 @@ describe("Metrics: Prometheus text exposition from Effect's Metric registry", ()
 
   it.effect("request metrics: per service and status class, duration histogram; unknown services pooled", () =>
     Effect.gen(function* () {
-      const recorder = Metrics.requestRecorder(["rq-a", "rq-b"])
+      const recorder = Metrics.requestRecorder((id) => id === "rq-a" || id === "rq-b")
       recorder.observe("rq-a", 200, 0.002)
       recorder.observe("rq-a", 201, 0.3)
       recorder.observe("rq-a", 503, 1.5)
       recorder.observe("rq-b", 404, 0.01)
       recorder.observe("not-configured", 404, 0.01)
-      const parsed = parsePrometheus(yield* Metrics.prometheusText)
+      const parsed = parsePrometheus(yield* Metrics.prometheusText())
       assert.strictEqual(sampleValue(parsed, "hestia_requests_total", { service: "rq-a", code: "2xx" }), 2)
       assert.strictEqual(sampleValue(parsed, "hestia_requests_total", { service: "rq-a", code: "5xx" }), 1)
       assert.strictEqual(sampleValue(parsed, "hestia_requests_total", { service: "rq-b", code: "4xx" }), 1)

@@ -28,9 +28,7 @@ const timeline = (query: { serviceId?: string; limit?: number; beforeId?: number
 
 /** Rows are written by the Store's own fiber: wait until `n` are there. */
 const rowsAtLeast = (n: number) =>
-  Effect.flatMap(Store, (store) =>
-    eventually(store.activity({ limit: 100 }), (rows) => rows.length >= n)
-  )
+  Effect.flatMap(Store, (store) => eventually(store.activity({ limit: 100 }), (rows) => rows.length >= n))
 
 describe("Store (SQLite file in a temp dir)", () => {
   it.scoped("migrations from empty create every table; the folder is created; WAL is on", () =>
@@ -59,7 +57,7 @@ describe("Store (SQLite file in a temp dir)", () => {
         const migrations = yield* sql<{ n: number }>`SELECT count(*) AS n FROM effect_sql_migrations`
         return { migrations: migrations[0]!.n, rows: yield* timeline() }
       }).pipe(Effect.provide(storeLayer(configYaml(file))))
-      assert.strictEqual(again.migrations, 1)
+      assert.strictEqual(again.migrations, 2)
       assert.deepStrictEqual(
         again.rows.map((r) => [r.type, r.detail]),
         [["note", { n: 1 }]]
@@ -183,13 +181,20 @@ describe("Store (SQLite file in a temp dir)", () => {
         sql<{ id: string; last_activity: number | null }>`SELECT id, last_activity FROM services ORDER BY id`,
         (rows) => rows.map((r) => r.last_activity)
       )
+      // Nothing changed: no reads, however long.
+      yield* TestClock.adjust("1 hour")
+      assert.strictEqual(reads, 1)
       stamps.set("a", 5_000)
+      store.lastActivityChanged()
       assert.deepStrictEqual(yield* persisted, [null, null])
       yield* TestClock.adjust("1 second")
       assert.deepStrictEqual(yield* persisted, [5_000, null])
       const readsBefore = reads
       // Many requests within one second: one write, of the newest stamp.
-      for (let i = 1; i <= 100; i++) stamps.set("b", 6_000 + i)
+      for (let i = 1; i <= 100; i++) {
+        stamps.set("b", 6_000 + i)
+        store.lastActivityChanged()
+      }
       yield* TestClock.adjust("1 second")
       assert.deepStrictEqual(yield* persisted, [5_000, 6_100])
       assert.strictEqual(reads - readsBefore, 1)
@@ -206,7 +211,9 @@ describe("Store (SQLite file in a temp dir)", () => {
         pgid: 4242,
         identity: "boot:123",
         command: "node x.mjs",
-        startedAt: 7
+        startedAt: 7,
+        ownerPid: 100,
+        ownerIdentity: "boot:99"
       }
       yield* store.recordProcess(record)
       assert.deepStrictEqual(yield* store.processes(), [record])

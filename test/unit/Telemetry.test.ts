@@ -205,4 +205,39 @@ describe("Telemetry: the trace of a cold start (Simulated machines, TestClock, i
         })
     )
   )
+
+  it.effect("an orchestrator's own span annotations (e.g. semaphore.task.id) land on Orchestrator.start", () =>
+    Effect.gen(function* () {
+      const exporter = new InMemorySpanExporter()
+      const annotating = Layer.succeed(
+        Orchestrator,
+        Orchestrator.of({
+          start: () =>
+            Effect.as(Effect.annotateCurrentSpan({ "semaphore.task.id": 42, "semaphore.task.status": "success" }), {
+              pid: undefined,
+              exited: Effect.never
+            }),
+          stop: () => Effect.void
+        })
+      )
+      yield* Effect.gen(function* () {
+        const registry = yield* ServiceRegistry
+        yield* registry.start("svc")
+        yield* TestClock.adjust("10 seconds")
+        // Read before the layer closes: shutting the exporter down empties it.
+        const start = only(exporter.getFinishedSpans(), "Orchestrator.start")
+        assert.strictEqual(start.attributes["semaphore.task.id"], 42)
+        assert.strictEqual(start.attributes["semaphore.task.status"], "success")
+      }).pipe(
+        Effect.provide(
+          ServiceRegistry.Default.pipe(
+            Layer.provide(annotating),
+            Layer.provide(HestiaConfig.layerYaml(service({ warmup_ms: 0 }))),
+            // Merged: the tracer must also be the test fiber's, which calls start.
+            Layer.provideMerge(Telemetry.layerExporter(exporter))
+          )
+        )
+      )
+    })
+  )
 })
