@@ -153,9 +153,12 @@ http {
 
 const yamlString = (value: string) => JSON.stringify(value)
 
-/** One ESM file with everything but native addons; built once per run, outside the measurements. */
-const bundleGateway = (dir: string) => {
-  const out = join(dir, "gateway.mjs")
+/**
+ * One ESM file with everything but native addons; built once per run, outside the measurements. It is written under
+ * the gateway's node_modules/.cache so that the addons left outside (better-sqlite3) resolve from it.
+ */
+const bundleGateway = () => {
+  const out = join(GATEWAY_ROOT, "node_modules", ".cache", "hestia-bench", "gateway.mjs")
   execFileSync(
     join(ROOT, "node_modules", ".bin", "esbuild"),
     [
@@ -175,6 +178,7 @@ const bundleGateway = (dir: string) => {
 }
 
 let gatewayEntry: ReadonlyArray<string> = ["--import", "tsx", "src/main.ts"]
+let bundlePath: string | undefined
 
 const launchGateway = async (name: string, configPath: string, port: number) => {
   const started = now()
@@ -259,7 +263,8 @@ const main = async () => {
     log(`▸ machine before the run: ${fmt(busyBefore, 0)} % busy, load average ${fmt(loadBefore, 2)}`)
     if (bundled) {
       log("▸ bundling the gateway with esbuild")
-      gatewayEntry = [bundleGateway(dir)]
+      bundlePath = bundleGateway()
+      gatewayEntry = [bundlePath]
     }
     log("▸ starting upstream, reference proxy, nginx (if installed), gateway")
     const upstream = await startUpstream(upstreamPort!)
@@ -927,6 +932,7 @@ ${ids
     const leftovers = await stopEverything()
     if (leftovers.length > 0) log(`killed ${leftovers.length} leftover upstream process(es): ${leftovers.join(", ")}`)
     rmSync(dir, { recursive: true, force: true })
+    if (bundlePath !== undefined) rmSync(bundlePath, { force: true })
   }
 }
 
