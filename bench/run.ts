@@ -903,7 +903,7 @@ ${ids
       "",
       barTable(bars),
       "",
-      `One run on a shared ${meta.cpus}-core machine; load generator, proxy and upstream share the cores. ${nginx === undefined ? "nginx not installed: skipped. " : ""}Gateway log level: error. Whole run: ${meta.durationSeconds} s. Machine before the run: ${fmt(busyBefore, 0)} % busy; load average ${fmt(loadBefore, 1)} before, ${fmt(meta.loadAverage.after, 1)} after${busyBefore > 15 || meta.loadAverage.after > meta.cpus ? " — other work was running: treat the figures, the throughput ratio above all, as rough" : ""}.`
+      `One run on a shared ${meta.cpus}-core machine; load generator, proxy and upstream share the cores. ${nginx === undefined ? "nginx not installed: skipped. " : ""}Gateway log level: error. Whole run: ${meta.durationSeconds} s. Machine before the run: ${fmt(busyBefore, 0)} % busy; load average ${fmt(loadBefore, 1)} before, ${fmt(meta.loadAverage.after, 1)} after${busyBefore > 15 ? " — other work was running: treat the figures, the throughput ratio above all, as rough" : ""}.`
     ].join("\n")
     process.stdout.write(`\n${report}\n`)
 

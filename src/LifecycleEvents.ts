@@ -17,7 +17,12 @@ interface Base {
 /** Everything that happens in a service's lifecycle: logged, published to subscribers (SSE, store, metrics). */
 export type LifecycleEvent =
   | (Base & { readonly type: "state"; readonly from: ServiceStatus; readonly to: ServiceStatus })
-  | (Base & { readonly type: "start_requested"; readonly trigger: StartTrigger })
+  | (Base & {
+      readonly type: "start_requested"
+      readonly trigger: StartTrigger
+      /** The routing decision: machines to try, in order. */
+      readonly machines: ReadonlyArray<string>
+    })
   | (Base & { readonly type: "attempt_started"; readonly attempt: number })
   | (Base & {
       readonly type: "attempt_failed"
@@ -58,7 +63,7 @@ const describe = (event: LifecycleEvent): string => {
     case "state":
       return `${event.serviceId}: ${event.from} → ${event.to}`
     case "start_requested":
-      return `${event.serviceId}: start requested (${event.trigger})`
+      return `${event.serviceId}: start requested (${event.trigger}), will try ${event.machines.join(", ")}`
     case "attempt_started":
       return `${event.serviceId}: attempt ${event.attempt} on ${event.machineId}`
     case "attempt_failed":

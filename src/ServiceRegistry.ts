@@ -231,6 +231,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const startupPolicy = (entry: Entry, coldStart: Tracer.Span) =>
       Effect.gen(function* () {
         const attempts: Array<StartAttempt> = []
+        coldStart.attribute("hestia.placement", entry.targets.map((target) => target.machineId).join(","))
         for (const target of entry.targets) {
           const result = yield* Effect.either(attemptOn(entry, target, attempts))
           if (result._tag === "Right") {
@@ -292,7 +293,9 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       Effect.gen(function* () {
         entry.generation++
         entry.startRequested = false
-        yield* emit(entry, { type: "start_requested", trigger, requestId })
+        // The routing decision: the machines this start will try, in order.
+        const machines = entry.targets.map((target) => target.machineId)
+        yield* emit(entry, { type: "start_requested", trigger, requestId, machines })
         yield* transition(entry, "starting", { machineId: undefined, baseUrl: undefined })
         const startedAt = clock.unsafeCurrentTimeMillis()
         const coldStart = yield* openColdStart(entry, trigger)

@@ -325,7 +325,8 @@ export const makeWith = (options: MakeOptions = {}) =>
         })
       )
 
-    const start = Effect.fn("Semaphore.start")(function* (service: ServiceConfig, target: Target) {
+    // No span of its own: the registry's `Orchestrator.start` span wraps it, so the task id and status land there.
+    const start = Effect.fnUntraced(function* (service: ServiceConfig, target: Target) {
       const templateId = service.semaphore.startTemplateId
       if (templateId === undefined) {
         // Config validation requires it; kept typed for services built in code.

@@ -54,7 +54,7 @@ layer(gateway, { excludeTestServices: true, timeout: "30 seconds" })("the persis
       )
       const byType = Object.fromEntries(rows.map((r) => [r.type, r]))
       assert.strictEqual(byType.start_requested.requestId, "timeline-1")
-      assert.deepStrictEqual(byType.start_requested.detail, { trigger: "request" })
+      assert.deepStrictEqual(byType.start_requested.detail, { trigger: "request", machines: ["local"] })
       assert.deepStrictEqual(byType.attempt_started.detail, { attempt: 1 })
       assert.strictEqual(byType.ready.detail.released, 1)
       assert.isNumber(byType.ready.detail.durationMs)

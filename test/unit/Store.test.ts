@@ -96,7 +96,14 @@ describe("Store (SQLite file in a temp dir)", () => {
 
   it.effect("lifecycle events set the services row and become timeline rows (state and queued are not rows)", () =>
     Effect.gen(function* () {
-      yield* emit({ type: "start_requested", serviceId: "a", at: 1_000, trigger: "request", requestId: "r-1" })
+      yield* emit({
+        type: "start_requested",
+        serviceId: "a",
+        at: 1_000,
+        trigger: "request",
+        requestId: "r-1",
+        machines: ["laptop"]
+      })
       yield* emit({ type: "state", serviceId: "a", at: 1_000, from: "cold", to: "starting", machineId: undefined })
       yield* emit({ type: "request_queued", serviceId: "a", at: 1_001, position: 1, requestId: "r-1" })
       yield* emit({ type: "attempt_started", serviceId: "a", at: 1_002, machineId: "laptop", attempt: 1 })
@@ -126,7 +133,7 @@ describe("Store (SQLite file in a temp dir)", () => {
       yield* emit({ type: "state", serviceId: "a", at: 2_000, from: "hot", to: "stopping", machineId: "laptop" })
       yield* emit({ type: "state", serviceId: "a", at: 2_100, from: "stopping", to: "cold", machineId: undefined })
       yield* emit({ type: "stopped", serviceId: "a", at: 2_100, machineId: "laptop", reason: "api" })
-      yield* emit({ type: "start_requested", serviceId: "a", at: 3_000, trigger: "api" })
+      yield* emit({ type: "start_requested", serviceId: "a", at: 3_000, trigger: "api", machines: ["laptop"] })
       const attempts = [{ machine: "laptop", attempt: 1, error: "ProcessExited", message: "exited" }]
       yield* emit({ type: "start_failed", serviceId: "a", at: 3_100, durationMs: 100, attempts, rejected: 0 })
       yield* rowsAtLeast(6)
