@@ -119,7 +119,7 @@ describe("Store (SQLite file in a temp dir)", () => {
         ]
       )
       assert.deepStrictEqual(rows[0]!.detail, { durationMs: 500, released: 1 })
-      assert.deepStrictEqual(rows[2]!.detail, { trigger: "request" })
+      assert.deepStrictEqual(rows[2]!.detail, { trigger: "request", machines: ["laptop"] })
       const service = (yield* Effect.flatMap(Store, (store) => store.services())).get("a")!
       assert.deepStrictEqual(service, {
         serviceId: "a",
