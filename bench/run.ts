@@ -179,6 +179,8 @@ const bundleGateway = () => {
 
 let gatewayEntry: ReadonlyArray<string> = ["--import", "tsx", "src/main.ts"]
 let bundlePath: string | undefined
+/** The run's temp directory (configs, marks files, nginx prefix), removed on the way out. */
+let workDir: string | undefined
 
 const launchGateway = async (name: string, configPath: string, port: number) => {
   const started = now()
@@ -252,6 +254,7 @@ const makeCold = async (gateway: string, serviceId: string) => {
 const main = async () => {
   const began = now()
   const dir = mkdtempSync(join(tmpdir(), "hestia-bench-"))
+  workDir = dir
   const agent = new Agent({ keepAliveTimeout: 30_000, connections: 16 })
   try {
     const [upstreamPort, referencePort, nginxPort, gatewayPort, coldPort, herdPort, scalePort] = await Promise.all(
@@ -974,7 +977,12 @@ const mapPer = <A>(v: Columns<A>, pick: (value: A) => number): Columns<number> =
   gateway: pick(v.gateway)
 })
 
-process.on("exit", killEverythingNow)
+process.on("exit", () => {
+  killEverythingNow()
+  // Also when a signal or an error cut the run short.
+  if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true })
+  if (bundlePath !== undefined) rmSync(bundlePath, { force: true })
+})
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.once(signal, () => {
     log(`\n${signal}: stopping every process the bench started`)
