@@ -4,8 +4,9 @@
 #   docker run --rm -p 8080:8080 -v hestia_sqlite:/data hestia
 # or, with Semaphore beside it: docker compose up -d
 #
-# TypeScript runs directly through tsx (there is no build step), so the full
-# node_modules — devDependency tsx included — goes into the runtime image.
+# The build stage bundles the gateway with esbuild (scripts/build.mjs, what
+# `npm start` runs); the runtime image holds the bundle and the production
+# node_modules (better-sqlite3, a native addon, stays outside the bundle).
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
@@ -19,8 +20,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-# Dev dependencies included on purpose: tsx runs the gateway.
-RUN npm ci --include=dev --no-audit --no-fund \
+RUN npm ci --include=dev --no-audit --no-fund
+COPY tsconfig.json ./
+COPY scripts ./scripts
+COPY src ./src
+RUN node scripts/build.mjs \
+ && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
 # ---------------------------------------------------------------------------
@@ -41,8 +46,8 @@ ENV NODE_ENV=production \
 
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
-COPY package.json package-lock.json tsconfig.json ./
-COPY src ./src
+COPY --from=deps /app/dist ./dist
+COPY package.json package-lock.json ./
 COPY examples ./examples
 COPY strategies ./strategies
 COPY hestia_config.yml ./hestia_config.yml
@@ -58,4 +63,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.HESTIA_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
 
 ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
-CMD ["node", "--import", "tsx", "src/main.ts"]
+CMD ["node", "dist/main.mjs"]

@@ -1,10 +1,10 @@
 // `npm run bench`: the gateway against a plain upstream, a minimal reference proxy and (when installed) nginx, all
 // on 127.0.0.1, measured the same way and interleaved. Prints markdown tables and writes bench/results/latest.json.
-//   npm run bench [-- --quick] [-- --bundle]
+//   npm run bench [-- --quick] [-- --tsx]
 //     --quick: shorter runs, for trying the bench itself; figures are rougher.
-//     --bundle: run the gateway as one esbuild bundle (`node gateway.mjs`) instead of through tsx, to measure what
-//               a compiled build would give.
-// The gateway runs as its own process (`node --import tsx src/main.ts`, a real config file) with log level `error`,
+//     --tsx: run the gateway's TypeScript sources through tsx (`npm run dev`) instead of the bundle `npm start` runs.
+// The gateway runs as its own process, as `npm start` runs it (`node scripts/build.mjs`, then `node dist/main.mjs`,
+// a real config file) with log level `error`,
 // so logging stays out of the measurements. Extra node flags for it (e.g. a CPU profile) can be passed with
 // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"; BENCH_GATEWAY_ROOT=/other/checkout benchmarks the
 // gateway of another checkout (e.g. a branch) with this bench.
@@ -53,7 +53,7 @@ const NODE = process.execPath
 const GATEWAY_ROOT = process.env.BENCH_GATEWAY_ROOT ?? ROOT
 
 const quick = process.argv.includes("--quick")
-const bundled = process.argv.includes("--bundle")
+const viaTsx = process.argv.includes("--tsx")
 const settings = {
   throughput: {
     connections: 50,
@@ -153,32 +153,16 @@ http {
 
 const yamlString = (value: string) => JSON.stringify(value)
 
-/**
- * One ESM file with everything but native addons; built once per run, outside the measurements. It is written under
- * the gateway's node_modules/.cache so that the addons left outside (better-sqlite3) resolve from it.
- */
+/** The bundle `npm start` runs: built once per run by the project's own build script, outside the measurements. */
 const bundleGateway = () => {
-  const out = join(GATEWAY_ROOT, "node_modules", ".cache", "hestia-bench", "gateway.mjs")
-  execFileSync(
-    join(ROOT, "node_modules", ".bin", "esbuild"),
-    [
-      join(GATEWAY_ROOT, "src", "main.ts"),
-      "--bundle",
-      "--platform=node",
-      "--format=esm",
-      "--target=node20",
-      "--external:better-sqlite3",
-      `--outfile=${out}`,
-      "--log-level=warning",
-      "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-    ],
-    { stdio: ["ignore", "inherit", "inherit"] }
-  )
-  return out
+  execFileSync(NODE, [join(GATEWAY_ROOT, "scripts", "build.mjs")], {
+    cwd: GATEWAY_ROOT,
+    stdio: ["ignore", "inherit", "inherit"]
+  })
+  return join(GATEWAY_ROOT, "dist", "main.mjs")
 }
 
 let gatewayEntry: ReadonlyArray<string> = ["--import", "tsx", "src/main.ts"]
-let bundlePath: string | undefined
 /** The run's temp directory (configs, marks files, nginx prefix), removed on the way out. */
 let workDir: string | undefined
 
@@ -264,10 +248,9 @@ const main = async () => {
     const busyBefore = await machineBusyPercent(2_000)
     const loadBefore = loadavg()[0]!
     log(`▸ machine before the run: ${fmt(busyBefore, 0)} % busy, load average ${fmt(loadBefore, 2)}`)
-    if (bundled) {
-      log("▸ bundling the gateway with esbuild")
-      bundlePath = bundleGateway()
-      gatewayEntry = [bundlePath]
+    if (!viaTsx) {
+      log("▸ building the gateway as npm start does (scripts/build.mjs)")
+      gatewayEntry = [bundleGateway()]
     }
     log("▸ starting upstream, reference proxy, nginx (if installed), gateway")
     const upstream = await startUpstream(upstreamPort!)
@@ -891,7 +874,7 @@ ${ids
       nginx: nginx === undefined ? "not installed: skipped" : nginxPath,
       loadGenerator: "autocannon (in the bench process); latency, streaming and bulk with undici clients",
       gateway: `node ${gatewayEntry.join(" ")} in ${GATEWAY_ROOT}, log level error, auth configured (x-api-key)`,
-      bundled,
+      bundled: !viaTsx,
       sanity,
       mainGatewayIdle: mainIdle,
       machineBusyPercentBefore: round1(busyBefore),
@@ -900,7 +883,7 @@ ${ids
       durationSeconds: Math.round((now() - began) / 1000)
     }
     const report = [
-      `## Hestia bench — ${meta.date.slice(0, 16).replace("T", " ")}, Node ${meta.node}, ${meta.cpus} × ${meta.cpuModel}${quick ? " (quick)" : ""}${bundled ? " (gateway bundled with esbuild)" : ""}`,
+      `## Hestia bench — ${meta.date.slice(0, 16).replace("T", " ")}, Node ${meta.node}, ${meta.cpus} × ${meta.cpuModel}${quick ? " (quick)" : ""}${viaTsx ? " (gateway run through tsx)" : ""}`,
       "",
       table(rows, withNginx),
       "",
@@ -927,7 +910,7 @@ ${ids
     }
     mkdirSync(join(BENCH, "results"), { recursive: true })
     // Variants get their own file, so latest.json is always a full run of the gateway as `npm start` runs it.
-    const name = `latest${bundled ? "-bundle" : ""}${quick ? "-quick" : ""}.json`
+    const name = `latest${viaTsx ? "-tsx" : ""}${quick ? "-quick" : ""}.json`
     writeFileSync(join(BENCH, "results", name), `${JSON.stringify(results, null, 2)}\n`)
     log(`\nwrote bench/results/${name}`)
   } finally {
@@ -935,7 +918,6 @@ ${ids
     const leftovers = await stopEverything()
     if (leftovers.length > 0) log(`killed ${leftovers.length} leftover upstream process(es): ${leftovers.join(", ")}`)
     rmSync(dir, { recursive: true, force: true })
-    if (bundlePath !== undefined) rmSync(bundlePath, { force: true })
   }
 }
 
@@ -981,7 +963,6 @@ process.on("exit", () => {
   killEverythingNow()
   // Also when a signal or an error cut the run short.
   if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true })
-  if (bundlePath !== undefined) rmSync(bundlePath, { force: true })
 })
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   process.once(signal, () => {

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
+import { hash, randomBytes, timingSafeEqual } from "node:crypto"
 import { Effect, Runtime } from "effect"
 import { Unauthorized } from "./domain/Errors.ts"
 import { HestiaConfig } from "./HestiaConfig.ts"
@@ -8,7 +8,7 @@ import { Store } from "./Store.ts"
  * Keys are stored as SHA-256: they are 256-bit random strings, so a slow password hash would add latency to every
  * request without making a leaked hash any easier to reverse.
  */
-export const hashKey = (key: string) => createHash("sha256").update(key, "utf8").digest("hex")
+export const hashKey = (key: string) => hash("sha256", key, "hex")
 
 /** A new API key: 32 random bytes, base64url, with a prefix that makes it recognisable in a config or a leak scan. */
 export const newKey = () => `hk_${randomBytes(32).toString("base64url")}`
@@ -32,7 +32,8 @@ const basicCredentials = (headers: RequestHeaders): string | undefined => {
   return basic === null ? undefined : Buffer.from(basic[1]!, "base64").toString("utf8")
 }
 
-const digest = (text: string) => createHash("sha256").update(text, "utf8").digest()
+// One-shot hashing: about half the cost of createHash().update().digest() on the request path.
+const digest = (text: string) => hash("sha256", text, "buffer")
 
 /** Which credentials a path needs. `/healthz` is always open; `/` is the dashboard. */
 export type Guard = "open" | "dashboard" | "apiKey"

@@ -36,11 +36,15 @@ const decodeSegment = (segment: string): string | undefined => {
   }
 }
 
+const NEEDS_CHECK = /[%\\]|(?:^|\/)\.\.?(?:\/|$)/
+
 /**
  * Refuses any path an upstream could resolve outside the base path: dot segments, raw or percent-encoded,
  * encoded slashes or backslashes hiding them, and NUL bytes.
  */
 export const checkPath = (path: string): BadRequest | undefined => {
+  // Without escapes, backslashes or dot segments there is nothing to decode or refuse: the common case, checked once.
+  if (!NEEDS_CHECK.test(path)) return undefined
   for (const segment of path.split(/[/\\]/)) {
     const decoded = decodeSegment(segment)
     if (decoded === undefined)
@@ -64,7 +68,7 @@ export const parseServicePath = (url: string): ServicePath | BadRequest => {
   const slashAt = pathPart.indexOf("/")
   const rawId = slashAt === -1 ? pathPart : pathPart.slice(0, slashAt)
   const path = slashAt === -1 ? "" : pathPart.slice(slashAt)
-  const serviceId = decodeSegment(rawId)
+  const serviceId = rawId.includes("%") ? decodeSegment(rawId) : rawId
   if (serviceId === undefined || !SERVICE_ID.test(serviceId)) {
     return new BadRequest({ reason: `invalid service id "${rawId}"` })
   }
@@ -114,6 +118,8 @@ const HOP_BY_HOP = new Set([
 /** Headers never sent upstream besides hop-by-hop ones: undici sets Host from the origin; node answers Expect. */
 const REQUEST_ONLY = new Set(["host", "expect"])
 
+const NO_NAMES: ReadonlySet<string> = new Set()
+
 const connectionTokens = (value: string | ReadonlyArray<string> | undefined): ReadonlyArray<string> => {
   if (value === undefined) return []
   const joined = typeof value === "string" ? value : value.join(",")
@@ -133,9 +139,11 @@ export const upstreamHeaders = (
   strip: ReadonlySet<string>,
   forwarded: ForwardedFor
 ): Array<string> => {
-  const named = new Set<string>()
+  let named: ReadonlySet<string> = NO_NAMES
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === "connection") for (const token of connectionTokens(raw[i + 1])) named.add(token)
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === "connection") {
+      named = new Set([...named, ...connectionTokens(raw[i + 1])])
+    }
   }
   const out: Array<string> = []
   let priorFor: string | undefined
@@ -163,16 +171,17 @@ export const upstreamHeaders = (
   return out
 }
 
-/** Response headers for the client: hop-by-hop removed, everything else (Content-Encoding, Content-Length) untouched. */
+/**
+ * Response headers for the client: hop-by-hop removed, everything else (Content-Encoding, Content-Length) untouched.
+ * Edits undici's fresh headers object in place rather than copying it.
+ */
 export const clientHeaders = (headers: Record<string, string | Array<string> | undefined>) => {
-  const named = connectionTokens(headers.connection)
-  const out: Record<string, string | Array<string>> = {}
-  for (const name in headers) {
-    const value = headers[name]
-    if (value === undefined || HOP_BY_HOP.has(name) || named.includes(name)) continue
-    out[name] = value
+  const connection = headers.connection
+  if (connection !== undefined && connection !== "keep-alive" && connection !== "close") {
+    for (const name of connectionTokens(connection)) delete headers[name]
   }
-  return out
+  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name]
+  return headers as Record<string, string | Array<string>>
 }
 
 const requestIdOf = (headers: IncomingMessage["headers"]) => {

@@ -1,0 +1,26 @@
+// Bundles the gateway into dist/main.mjs (plus lazily loaded chunks, e.g. the OpenTelemetry SDK that only tracing
+// needs). The bundle starts in well under a second and holds about half the memory of the TypeScript sources run
+// through tsx, which resolves and transpiles some 1500 modules at start. Native addons stay outside.
+import { rmSync } from "node:fs"
+import { build } from "esbuild"
+
+rmSync("dist", { recursive: true, force: true })
+await build({
+  entryPoints: ["src/main.ts", "src/cli.ts"],
+  outdir: "dist",
+  outExtension: { ".js": ".mjs" },
+  bundle: true,
+  splitting: true,
+  minify: true,
+  keepNames: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  external: ["better-sqlite3"],
+  // Bundled CommonJS dependencies call require(); ESM has none of its own.
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
+  },
+  sourcemap: "linked",
+  logLevel: "warning"
+})
