@@ -188,13 +188,8 @@ export type StartError =
   | SemaphoreTaskFailed
   | SemaphoreTaskTimeout
 
-export type StopError =
-  | SimulatedFailure
-  | SemaphoreUnreachable
-  | SemaphoreAuthFailed
-  | SemaphoreRequestFailed
-  | SemaphoreTaskFailed
-  | SemaphoreTaskTimeout
+/** A stop fails only in ways a start can too; a process, once spawned, can always be killed. */
+export type StopError = Exclude<StartError, SpawnFailed | ProcessExited | ReadinessTimeout>
 
 // ---------------------------------------------------------------------------
 // Start-up only: printed, exit code 2.

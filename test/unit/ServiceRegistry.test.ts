@@ -4,6 +4,7 @@ import { HestiaConfig } from "../../src/HestiaConfig.ts"
 import { Orchestrator } from "../../src/Orchestrator.ts"
 import * as Simulated from "../../src/orchestrators/Simulated.ts"
 import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
+import { untilQueued } from "../fixtures/Registry.ts"
 
 const service = (settings: Record<string, unknown>) =>
   `services:\n  svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", warmup_ms: 0, ...settings })}\n`
@@ -21,17 +22,6 @@ const calls = (op: "start" | "stop") =>
     Effect.flatten,
     Effect.map((all) => all.filter((call) => call.op === op))
   )
-
-/** Let forked fibers run until `n` requests wait in the queue. */
-const untilQueued = (n: number) =>
-  Effect.gen(function* () {
-    const registry = yield* ServiceRegistry
-    for (let i = 0; i < 10_000; i++) {
-      if ((yield* registry.status("svc")).queuePending >= n) return
-      yield* Effect.yieldNow()
-    }
-    throw new Error(`fewer than ${n} requests queued`)
-  })
 
 const state = Effect.flatMap(ServiceRegistry, (registry) => registry.status("svc"))
 

@@ -7,6 +7,7 @@ import * as Simulated from "../../src/orchestrators/Simulated.ts"
 import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
 import * as Telemetry from "../../src/Telemetry.ts"
 import { childrenOf, renderTree, spanId } from "../fixtures/Observability.ts"
+import { untilQueued } from "../fixtures/Registry.ts"
 
 const service = (settings: Record<string, unknown>) =>
   `services:\n  svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", idle_timeout_ms: 0, ...settings })}\n`
@@ -28,16 +29,6 @@ const traced = <A, E>(
         )
       )
     )
-  })
-
-const untilQueued = (n: number) =>
-  Effect.gen(function* () {
-    const registry = yield* ServiceRegistry
-    for (let i = 0; i < 10_000; i++) {
-      if ((yield* registry.status("svc")).queuePending >= n) return
-      yield* Effect.yieldNow()
-    }
-    throw new Error(`fewer than ${n} requests queued`)
   })
 
 const named = (spans: ReadonlyArray<ReadableSpan>, name: string) => spans.filter((span) => span.name === name)
