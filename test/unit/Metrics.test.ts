@@ -6,6 +6,7 @@ import { Orchestrator } from "../../src/Orchestrator.ts"
 import * as Simulated from "../../src/orchestrators/Simulated.ts"
 import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
 import { parsePrometheus, sampleValue } from "../fixtures/Observability.ts"
+import { untilQueued } from "../fixtures/Registry.ts"
 
 // Effect's metric registry is global to the process: every test uses its own service ids and reads deltas.
 const yamlFor = (id: string, settings: Record<string, unknown> = {}) =>
@@ -33,16 +34,6 @@ const settled = <A>(effect: Effect.Effect<A, never, any>, check: (a: A) => boole
       yield* Effect.yieldNow()
     }
     return yield* effect
-  })
-
-const untilQueued = (serviceId: string, n: number) =>
-  Effect.gen(function* () {
-    const registry = yield* ServiceRegistry
-    for (let i = 0; i < 10_000; i++) {
-      if ((yield* registry.status(serviceId)).queuePending >= n) return
-      yield* Effect.yieldNow()
-    }
-    throw new Error(`fewer than ${n} requests queued`)
   })
 
 describe("Metrics: Prometheus text exposition from Effect's Metric registry", () => {
@@ -116,7 +107,7 @@ describe("Metrics: lifecycle metrics follow the event bus (Simulated machines, T
       Effect.gen(function* () {
         const registry = yield* ServiceRegistry
         const fiber = yield* Effect.fork(registry.acquire("mx-retry"))
-        yield* untilQueued("mx-retry", 1)
+        yield* untilQueued(1, "mx-retry")
         yield* TestClock.adjust("10 seconds")
         ;(yield* Fiber.join(fiber)).release()
         const parsed = yield* settled(
@@ -172,7 +163,7 @@ describe("Metrics: lifecycle metrics follow the event bus (Simulated machines, T
       const registry = yield* ServiceRegistry
       // Three requests wait for a start that will fail.
       const waiting = yield* Effect.forEach([1, 2, 3], () => Effect.fork(Effect.either(registry.acquire("mx-flaky"))))
-      yield* untilQueued("mx-flaky", 3)
+      yield* untilQueued(3, "mx-flaky")
       let parsed = yield* scrape
       assert.strictEqual(sampleValue(parsed, "hestia_queue_depth", { service: "mx-flaky" }), 3)
       assert.strictEqual(sampleValue(parsed, "hestia_service_state", { service: "mx-flaky", state: "starting" }), 1)
@@ -190,7 +181,7 @@ describe("Metrics: lifecycle metrics follow the event bus (Simulated machines, T
 
       // The next start works; one request in flight, then the idle reaper stops it.
       const fiber = yield* Effect.fork(registry.acquire("mx-flaky"))
-      yield* untilQueued("mx-flaky", 1)
+      yield* untilQueued(1, "mx-flaky")
       yield* TestClock.adjust("2 seconds")
       const lease = yield* Fiber.join(fiber)
       parsed = yield* scrape
