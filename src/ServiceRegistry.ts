@@ -699,9 +699,6 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       stop,
       status,
       list,
-      /** State changes of one service, current state first. */
-      changes: (serviceId: string) => Effect.map(lookup(serviceId), (entry) => entry.state.changes),
-      service: (serviceId: string) => Effect.map(lookup(serviceId), (entry) => entry.service),
       has: (serviceId: string) => entries.has(serviceId)
     }
   }),
