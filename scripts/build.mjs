@@ -24,4 +24,4 @@ const common = {
 }
 // The gateway and the keys CLI are built apart, so the gateway's chunks hold only what it runs.
 await build({ ...common, entryPoints: ["src/main.ts"], outdir: "dist" })
-await build({ ...common, entryPoints: ["src/cli.ts"], outdir: "dist/cli" })
+await build({ ...common, entryPoints: ["src/cli/keys.ts"], outdir: "dist/cli" })

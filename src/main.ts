@@ -1,10 +1,10 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import { HestiaConfig } from "./HestiaConfig.ts"
-import { HttpGateway } from "./HttpGateway.ts"
-import * as Logging from "./Logging.ts"
-import { Orchestrator } from "./Orchestrator.ts"
-import * as Telemetry from "./Telemetry.ts"
+import { HestiaConfig } from "./config/HestiaConfig.ts"
+import { HttpGateway } from "./http/HttpGateway.ts"
+import * as Logging from "./observability/Logging.ts"
+import * as Telemetry from "./observability/Telemetry.ts"
+import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
 
 const ConfigLive = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 
@@ -28,7 +28,7 @@ const ConfigReport = Layer.effectDiscard(
 )
 
 const GatewayLive = Layer.mergeAll(HttpGateway.Default, ConfigReport).pipe(
-  Layer.provide(Orchestrator.layer),
+  Layer.provide(OrchestratorByKind.layer),
   Layer.provide(ConfigLive),
   Layer.provide(LoggingLive),
   // Outermost: the tracer it installs (when OTEL_EXPORTER_OTLP_ENDPOINT is set) is inherited by every layer above.

@@ -120,16 +120,6 @@ export class ReadinessTimeout extends Schema.TaggedError<ReadinessTimeout>()("Re
   }
 }
 
-export class SimulatedFailure extends Schema.TaggedError<SimulatedFailure>()("SimulatedFailure", {
-  serviceId: Schema.String,
-  machineId: Schema.String,
-  reason: Schema.String
-}) {
-  override get message() {
-    return this.reason
-  }
-}
-
 export class SemaphoreUnreachable extends Schema.TaggedError<SemaphoreUnreachable>()("SemaphoreUnreachable", {
   url: Schema.String,
   reason: Schema.String
@@ -177,16 +167,22 @@ export class SemaphoreTaskTimeout extends Schema.TaggedError<SemaphoreTaskTimeou
   }
 }
 
-export type StartError =
-  | SpawnFailed
-  | ProcessExited
-  | ReadinessTimeout
-  | SimulatedFailure
-  | SemaphoreUnreachable
-  | SemaphoreAuthFailed
-  | SemaphoreRequestFailed
-  | SemaphoreTaskFailed
-  | SemaphoreTaskTimeout
+/**
+ * Every way one start attempt can fail, by tag. An interface so that a test double's own failure can join the union
+ * from its module (declaration merging) without production code knowing it.
+ */
+export interface StartErrors {
+  readonly SpawnFailed: SpawnFailed
+  readonly ProcessExited: ProcessExited
+  readonly ReadinessTimeout: ReadinessTimeout
+  readonly SemaphoreUnreachable: SemaphoreUnreachable
+  readonly SemaphoreAuthFailed: SemaphoreAuthFailed
+  readonly SemaphoreRequestFailed: SemaphoreRequestFailed
+  readonly SemaphoreTaskFailed: SemaphoreTaskFailed
+  readonly SemaphoreTaskTimeout: SemaphoreTaskTimeout
+}
+
+export type StartError = StartErrors[keyof StartErrors]
 
 /** A stop fails only in ways a start can too; a process, once spawned, can always be killed. */
 export type StopError = Exclude<StartError, SpawnFailed | ProcessExited | ReadinessTimeout>

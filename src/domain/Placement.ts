@@ -5,7 +5,7 @@ import type {
   RoutingRule,
   ServiceConfig,
   Settings
-} from "../HestiaConfig.ts"
+} from "../config/HestiaConfig.ts"
 
 /** One place a service can run: a machine, with the URLs it answers on there. */
 export interface Target {

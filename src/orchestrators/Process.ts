@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import * as readline from "node:readline"
-import { Clock, Deferred, Effect, Exit, FiberId, Option, Runtime, Schedule, type Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, FiberId, Layer, Option, Runtime, Schedule, type Scope } from "effect"
+import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
 import { ProcessExited, SpawnFailed } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
-import { HestiaConfig, type ServiceConfig } from "../HestiaConfig.ts"
-import type { OrchestratorShape } from "../Orchestrator.ts"
-import { type ProcessRecord, Store } from "../Store.ts"
+import { type ProcessRecord, Store } from "../store/Store.ts"
+import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
 
 interface Child {
   readonly serviceId: string
@@ -289,3 +289,6 @@ export const make = Effect.gen(function* () {
 
   return { start, stop, adopt, reclaim } satisfies OrchestratorShape
 })
+
+/** Local processes only (every target is spawned here). */
+export const layer = Layer.scoped(Orchestrator, make)

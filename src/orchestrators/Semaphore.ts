@@ -1,5 +1,6 @@
-import { Cause, Clock, Effect, Either, Exit, Fiber, Option, Schedule, Schema } from "effect"
+import { Cause, Clock, Effect, Either, Exit, Fiber, Layer, Option, Schedule, Schema } from "effect"
 import { request } from "undici"
+import { HestiaConfig, type ServiceConfig, type Settings } from "../config/HestiaConfig.ts"
 import {
   SemaphoreAuthFailed,
   SemaphoreRequestFailed,
@@ -8,9 +9,9 @@ import {
   SemaphoreUnreachable
 } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
-import { HestiaConfig, type ServiceConfig, type Settings } from "../HestiaConfig.ts"
-import type { OrchestratorShape } from "../Orchestrator.ts"
-import * as SemaphoreTasks from "../SemaphoreTasks.ts"
+import { unmanaged } from "./External.ts"
+import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
+import * as SemaphoreTasks from "./SemaphoreTasks.ts"
 
 // ---------------------------------------------------------------------------
 // Transport: one HTTP exchange. Swappable so the client's own tests can run on the TestClock without sockets.
@@ -170,10 +171,8 @@ export const makeWith = (options: MakeOptions = {}) =>
       transport: options.transport ?? undiciTransport(requestTimeoutMs),
       requestTimeoutMs
     })
-    // Shared with the status view when the SemaphoreTasks layer is in context; a private record otherwise.
-    const tasks = yield* Effect.serviceOption(SemaphoreTasks.SemaphoreTasks).pipe(
-      Effect.flatMap(Option.match({ onSome: Effect.succeed, onNone: () => SemaphoreTasks.make }))
-    )
+    // Shared with the status view, which reports each service's current and last task.
+    const tasks = yield* SemaphoreTasks.SemaphoreTasks
 
     /** Polls every `poll_interval` until a terminal status, within `task_timeout`. */
     const follow = (service: ServiceConfig, created: TaskJson, seen: (status: string) => void) =>
@@ -338,7 +337,7 @@ export const makeWith = (options: MakeOptions = {}) =>
       }
       yield* runTask(service, target, "start", templateId)
       // The remote service's health is Readiness's business; there is no local process to watch.
-      return { exited: Effect.never, pid: undefined }
+      return unmanaged
     })
 
     const stop = Effect.fn("Semaphore.stop")(function* (service: ServiceConfig, target: Target) {
@@ -350,8 +349,16 @@ export const makeWith = (options: MakeOptions = {}) =>
       yield* runTask(service, target, "stop", templateId)
     })
 
-    return { start, stop } satisfies OrchestratorShape
+    return {
+      start,
+      stop,
+      // A remote service runs on its own; its health decides after a restart, and nothing is left to reclaim.
+      adopt: () => Effect.succeed(Option.some(unmanaged)),
+      reclaim: () => Effect.succeed(false)
+    } satisfies OrchestratorShape
   })
 
 /** Starts and stops services by running Semaphore task templates (start/stop) and following each task to its end. */
-export const make: Effect.Effect<OrchestratorShape, never, HestiaConfig> = makeWith()
+export const make: Effect.Effect<OrchestratorShape, never, HestiaConfig | SemaphoreTasks.SemaphoreTasks> = makeWith()
+
+export const layer = Layer.effect(Orchestrator, make)

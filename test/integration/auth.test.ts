@@ -3,12 +3,12 @@ import * as Path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
 import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
-import { hashKey, newKey } from "../../src/Auth.ts"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { HttpGateway } from "../../src/HttpGateway.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
-import { Store } from "../../src/Store.ts"
+import { hashKey, newKey } from "../../src/auth/Auth.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { HttpGateway } from "../../src/http/HttpGateway.ts"
+import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
+import { Store } from "../../src/store/Store.ts"
 import { call, callJson, eventually, freePort, gatewayUrl, processService, tempDir } from "../fixtures/Gateway.ts"
 
 const KEY = newKey()
@@ -36,7 +36,7 @@ const collectLogs = (lines: Array<string>) =>
 
 const gatewayWith = (yaml: string, logs: Array<string>) =>
   Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, Store.Default).pipe(
-    Layer.provide(Orchestrator.layer),
+    Layer.provide(OrchestratorByKind.layer),
     Layer.provide(HestiaConfig.layerYaml(yaml)),
     Layer.provide(NodeContext.layer),
     Layer.provide(collectLogs(logs)),

@@ -5,7 +5,7 @@ import * as Path from "node:path"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { request } from "undici"
-import { HttpGateway } from "../../src/HttpGateway.ts"
+import { HttpGateway } from "../../src/http/HttpGateway.ts"
 import {
   call,
   callJson,

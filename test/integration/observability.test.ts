@@ -3,11 +3,11 @@ import { assert, layer } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
 import { Effect, Layer } from "effect"
 import { request } from "undici"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { HttpGateway } from "../../src/HttpGateway.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
-import * as Telemetry from "../../src/Telemetry.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { HttpGateway } from "../../src/http/HttpGateway.ts"
+import * as Telemetry from "../../src/observability/Telemetry.ts"
+import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
 import { call, callJson, eventually, freePort, gatewayUrl, gatewayYaml, processService } from "../fixtures/Gateway.ts"
 import {
   captureLogs,
@@ -37,7 +37,7 @@ const yaml = gatewayYaml(
 /** The real gateway, with traces going to `exporter` (when given) and log lines into `lines`. */
 const observedGateway = (text: string, lines: Array<string>, exporter?: InMemorySpanExporter) =>
   Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default).pipe(
-    Layer.provide(Orchestrator.layer),
+    Layer.provide(OrchestratorByKind.layer),
     Layer.provide(HestiaConfig.layerYaml(text)),
     Layer.provide(NodeContext.layer),
     Layer.provide(captureLogs(lines)),

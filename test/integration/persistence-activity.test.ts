@@ -2,11 +2,11 @@ import * as Path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect, Layer, Logger, LogLevel } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { HttpGateway } from "../../src/HttpGateway.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
-import { Store } from "../../src/Store.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { HttpGateway } from "../../src/http/HttpGateway.ts"
+import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
+import { Store } from "../../src/store/Store.ts"
 import { call, callJson, eventually, freePort, gatewayUrl, processService, tempDir } from "../fixtures/Gateway.ts"
 
 const database = Path.join(tempDir("hestia-activity-"), "hestia.db")
@@ -23,7 +23,7 @@ ${processService("idle", ports.idle, { settings: { idle_timeout_ms: 300 } })}${p
 
 /** The real gateway with its Store in the context too (one Store: layers are shared within a build). */
 const gateway = Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, Store.Default).pipe(
-  Layer.provide(Orchestrator.layer),
+  Layer.provide(OrchestratorByKind.layer),
   Layer.provide(HestiaConfig.layerYaml(yaml)),
   Layer.provide(NodeContext.layer),
   Layer.provide(Logger.minimumLogLevel(LogLevel.None)),

@@ -2,7 +2,7 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import { HttpGateway } from "../../src/HttpGateway.ts"
+import { HttpGateway } from "../../src/http/HttpGateway.ts"
 import { call, callJson, eventually, gatewayLayer } from "../fixtures/Gateway.ts"
 import { type DoubleTask, plans, type Script, type SemaphoreDouble, serveDouble } from "../fixtures/SemaphoreDouble.ts"
 

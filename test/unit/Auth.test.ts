@@ -2,9 +2,9 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, TestClock } from "effect"
 import { beforeEach, vi } from "vitest"
-import { Auth, guardFor, hashKey, newKey, presentedKey, type RequestInfo } from "../../src/Auth.ts"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { Store } from "../../src/Store.ts"
+import { Auth, guardFor, hashKey, newKey, presentedKey, type RequestInfo } from "../../src/auth/Auth.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { Store } from "../../src/store/Store.ts"
 import { eventually } from "../fixtures/Gateway.ts"
 
 // Spy on the comparison Auth uses, to show it is the constant-time one and that it never stops at the first match.

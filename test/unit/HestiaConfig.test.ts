@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, LogLevel } from "effect"
-import { embeddedDefaultConfig, envPrefix, parse } from "../../src/HestiaConfig.ts"
+import { embeddedDefaultConfig, envPrefix, parse } from "../../src/config/HestiaConfig.ts"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))

@@ -1,12 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Metric, MetricBoundaries, TestClock } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import * as Metrics from "../../src/Metrics.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import * as Simulated from "../../src/orchestrators/Simulated.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import * as Metrics from "../../src/observability/Metrics.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
 import { parsePrometheus, sampleValue } from "../fixtures/Observability.ts"
 import { untilQueued } from "../fixtures/Registry.ts"
+import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
 // Effect's metric registry is global to the process: every test uses its own service ids and reads deltas.
 const yamlFor = (id: string, settings: Record<string, unknown> = {}) =>
@@ -15,7 +14,7 @@ const yamlFor = (id: string, settings: Record<string, unknown> = {}) =>
 const withMetrics = (yaml: string, script: Simulated.SimulatedScript) =>
   Effect.provide(
     Layer.mergeAll(ServiceRegistry.Default, Metrics.Metrics.Default).pipe(
-      Layer.provideMerge(Orchestrator.layerSimulated(script)),
+      Layer.provideMerge(Simulated.layer(script)),
       Layer.provide(HestiaConfig.layerYaml(yaml))
     )
   )

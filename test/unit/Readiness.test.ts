@@ -2,9 +2,9 @@ import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, Fiber, TestClock } from "effect"
+import { parse } from "../../src/config/HestiaConfig.ts"
 import type { Target } from "../../src/domain/Placement.ts"
-import { parse } from "../../src/HestiaConfig.ts"
-import { Readiness } from "../../src/Readiness.ts"
+import { Readiness } from "../../src/readiness/Readiness.ts"
 
 const serviceFrom = (settings: Record<string, unknown>) =>
   parse(`services:\n  svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", ...settings })}\n`, "test").pipe(

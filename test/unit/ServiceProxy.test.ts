@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { BadRequest } from "../../src/domain/Errors.ts"
-import { clientHeaders, parseServicePath, upstreamHeaders, upstreamPath } from "../../src/ServiceProxy.ts"
+import { clientHeaders, parseServicePath, upstreamHeaders, upstreamPath } from "../../src/proxy/ServiceProxy.ts"
 
 describe("ServiceProxy paths", () => {
   it("splits /services/{id}/{path}?{query} keeping path and query raw", () => {

@@ -1,10 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Exit, Fiber, Layer, Ref, TestClock } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import * as Simulated from "../../src/orchestrators/Simulated.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
 import { untilQueued } from "../fixtures/Registry.ts"
+import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
 const service = (settings: Record<string, unknown>) =>
   `services:\n  svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", warmup_ms: 0, ...settings })}\n`
@@ -12,7 +11,7 @@ const service = (settings: Record<string, unknown>) =>
 const withRegistry = (yaml: string, script: Simulated.SimulatedScript) =>
   Effect.provide(
     ServiceRegistry.Default.pipe(
-      Layer.provideMerge(Orchestrator.layerSimulated(script)),
+      Layer.provideMerge(Simulated.layer(script)),
       Layer.provide(HestiaConfig.layerYaml(yaml))
     )
   )

@@ -2,9 +2,9 @@ import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, TestClock } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { type LifecycleEvent, LifecycleEvents } from "../../src/LifecycleEvents.ts"
-import { Database, Store } from "../../src/Store.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { type LifecycleEvent, LifecycleEvents } from "../../src/registry/LifecycleEvents.ts"
+import { Database, Store } from "../../src/store/Store.ts"
 import { eventually, tempDir } from "../fixtures/Gateway.ts"
 
 const configYaml = (database: string, services = ["a", "b"]) =>

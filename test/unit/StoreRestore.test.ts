@@ -1,12 +1,11 @@
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer, TestClock } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import * as Simulated from "../../src/orchestrators/Simulated.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
-import { Store } from "../../src/Store.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
+import { Store } from "../../src/store/Store.ts"
 import { eventually, tempDir } from "../fixtures/Gateway.ts"
+import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
 const yaml = (database: string, settings: Record<string, unknown>) =>
   `database: ${JSON.stringify(database)}
@@ -17,7 +16,7 @@ services:
 /** One gateway run: registry, store and simulated machines on the database file. */
 const run = (text: string, script: Simulated.SimulatedScript) =>
   Layer.mergeAll(ServiceRegistry.Default, Store.Default).pipe(
-    Layer.provideMerge(Orchestrator.layerSimulated(script)),
+    Layer.provideMerge(Simulated.layer(script)),
     Layer.provide(HestiaConfig.layerYaml(text))
   )
 

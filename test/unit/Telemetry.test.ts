@@ -1,13 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
-import { Effect, Either, Fiber, Layer, TestClock } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import * as Simulated from "../../src/orchestrators/Simulated.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
-import * as Telemetry from "../../src/Telemetry.ts"
+import { Effect, Either, Fiber, Layer, Option, TestClock } from "effect"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import * as Telemetry from "../../src/observability/Telemetry.ts"
+import { Orchestrator } from "../../src/orchestrators/Orchestrator.ts"
+import { SemaphoreTasks } from "../../src/orchestrators/SemaphoreTasks.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
 import { childrenOf, renderTree, spanId } from "../fixtures/Observability.ts"
 import { untilQueued } from "../fixtures/Registry.ts"
+import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
 const service = (settings: Record<string, unknown>) =>
   `services:\n  svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", idle_timeout_ms: 0, ...settings })}\n`
@@ -23,7 +24,7 @@ const traced = <A, E>(
     return test(exporter).pipe(
       Effect.provide(
         ServiceRegistry.Default.pipe(
-          Layer.provideMerge(Orchestrator.layerSimulated(script)),
+          Layer.provideMerge(Simulated.layer(script)),
           Layer.provide(HestiaConfig.layerYaml(yaml)),
           Layer.provideMerge(Telemetry.layerExporter(exporter))
         )
@@ -208,9 +209,11 @@ describe("Telemetry: the trace of a cold start (Simulated machines, TestClock, i
               pid: undefined,
               exited: Effect.never
             }),
-          stop: () => Effect.void
+          stop: () => Effect.void,
+          adopt: () => Effect.succeed(Option.none()),
+          reclaim: () => Effect.succeed(false)
         })
-      )
+      ).pipe(Layer.merge(SemaphoreTasks.layer))
       yield* Effect.gen(function* () {
         const registry = yield* ServiceRegistry
         yield* registry.start("svc")

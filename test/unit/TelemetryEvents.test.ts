@@ -1,18 +1,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Deferred, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
-import { eventStream } from "../../src/HttpObservability.ts"
-import { LifecycleEvents } from "../../src/LifecycleEvents.ts"
-import { Orchestrator } from "../../src/Orchestrator.ts"
-import * as Simulated from "../../src/orchestrators/Simulated.ts"
-import { ServiceRegistry } from "../../src/ServiceRegistry.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { eventStream } from "../../src/http/ObservabilityRoutes.ts"
+import { LifecycleEvents } from "../../src/registry/LifecycleEvents.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
 import { parseSseFrame } from "../fixtures/Observability.ts"
+import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
 const yaml = `services:\n  svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", warmup_ms: 0, idle_timeout_ms: 0 })}\n`
 
 const withRegistry = Effect.provide(
   Layer.mergeAll(ServiceRegistry.Default, LifecycleEvents.Default).pipe(
-    Layer.provideMerge(Orchestrator.layerSimulated(() => Simulated.ready(1_000))),
+    Layer.provideMerge(Simulated.layer(() => Simulated.ready(1_000))),
     Layer.provide(HestiaConfig.layerYaml(yaml))
   )
 )

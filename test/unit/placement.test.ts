@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import * as HestiaConfig from "../../src/config/HestiaConfig.ts"
 import { placementOf, servicePattern, targetsFor } from "../../src/domain/Placement.ts"
-import * as HestiaConfig from "../../src/HestiaConfig.ts"
 
 const machines = `
 machines:

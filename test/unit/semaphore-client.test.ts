@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Fiber, Layer, Logger, LogLevel, TestClock } from "effect"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { targetsFor } from "../../src/domain/Placement.ts"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
 import * as Semaphore from "../../src/orchestrators/Semaphore.ts"
-import { SemaphoreTasks } from "../../src/SemaphoreTasks.ts"
+import { SemaphoreTasks } from "../../src/orchestrators/SemaphoreTasks.ts"
 import { plans, type Script, SemaphoreDouble } from "../fixtures/SemaphoreDouble.ts"
 
 // The client on the TestClock, talking to the double in memory: every wait is Clock time, asserted exactly.

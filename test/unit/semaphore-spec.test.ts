@@ -5,9 +5,10 @@ import { Ajv } from "ajv"
 import { Effect, Exit, Layer, Logger, LogLevel } from "effect"
 import { request } from "undici"
 import * as Yaml from "yaml"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { targetsFor } from "../../src/domain/Placement.ts"
-import { HestiaConfig } from "../../src/HestiaConfig.ts"
 import * as Semaphore from "../../src/orchestrators/Semaphore.ts"
+import { SemaphoreTasks } from "../../src/orchestrators/SemaphoreTasks.ts"
 import { repoRoot } from "../fixtures/Gateway.ts"
 import { plans, type RecordedRequest, type SemaphoreDouble, serveDouble } from "../fixtures/SemaphoreDouble.ts"
 
@@ -180,7 +181,10 @@ const runClient = (
     return yield* Effect.exit(op === "start" ? Effect.asVoid(client.start(svc, target)) : client.stop(svc, target))
   }).pipe(
     Effect.provide(
-      Layer.merge(HestiaConfig.layerYaml(configFor(double, service, token)), Logger.minimumLogLevel(LogLevel.None))
+      Layer.mergeAll(
+        SemaphoreTasks.layer.pipe(Layer.provideMerge(HestiaConfig.layerYaml(configFor(double, service, token)))),
+        Logger.minimumLogLevel(LogLevel.None)
+      )
     )
   )
 

@@ -1,8 +1,8 @@
 import { Effect, Metric, MetricBoundaries, MetricLabel, MetricState, Option, Queue } from "effect"
 import type * as MetricPair from "effect/MetricPair"
-import { HestiaConfig } from "./HestiaConfig.ts"
-import { type LifecycleEvent, LifecycleEvents, type ServiceStatus } from "./LifecycleEvents.ts"
-import { ServiceRegistry } from "./ServiceRegistry.ts"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { type LifecycleEvent, LifecycleEvents, type ServiceStatus } from "../registry/LifecycleEvents.ts"
+import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 
 // ---------------------------------------------------------------------------
 // The metrics. Effect's global Metric registry holds them; each is defined once here (a metric's key includes its

@@ -1,8 +1,8 @@
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, ParseResult, Schema } from "effect"
-import { BadRequest, UnknownService } from "./domain/Errors.ts"
-import { HestiaConfig } from "./HestiaConfig.ts"
-import { Store } from "./Store.ts"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { BadRequest, UnknownService } from "../domain/Errors.ts"
+import { Store } from "../store/Store.ts"
 
 export const DEFAULT_LIMIT = 100
 export const MAX_LIMIT = 1_000

@@ -1,6 +1,6 @@
 import { Context, Effect, Layer, Ref } from "effect"
-import { targetsFor } from "./domain/Placement.ts"
-import { HestiaConfig } from "./HestiaConfig.ts"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { targetsFor } from "../domain/Placement.ts"
 
 /** A Semaphore task the gateway ran for a service, as last seen. */
 export interface TaskRecord {

@@ -1,8 +1,8 @@
 import { hash, randomBytes, timingSafeEqual } from "node:crypto"
 import { Effect, Runtime } from "effect"
-import { Unauthorized } from "./domain/Errors.ts"
-import { HestiaConfig } from "./HestiaConfig.ts"
-import { Store } from "./Store.ts"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { Unauthorized } from "../domain/Errors.ts"
+import { Store } from "../store/Store.ts"
 
 /**
  * Keys are stored as SHA-256: they are 256-bit random strings, so a slow password hash would add latency to every

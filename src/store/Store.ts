@@ -3,9 +3,14 @@ import * as Path from "node:path"
 import { Migrator, SqlClient } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Chunk, Clock, Data, Effect, Fiber, Layer, Queue, type Scope } from "effect"
-import type { StartAttempt } from "./domain/Errors.ts"
-import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
-import { type LifecycleEvent, LifecycleEvents, type LifecycleEventType, type ServiceStatus } from "./LifecycleEvents.ts"
+import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
+import type { StartAttempt } from "../domain/Errors.ts"
+import {
+  type LifecycleEvent,
+  LifecycleEvents,
+  type LifecycleEventType,
+  type ServiceStatus
+} from "../registry/LifecycleEvents.ts"
 import { loader } from "./migrations/index.ts"
 
 // ---------------------------------------------------------------------------

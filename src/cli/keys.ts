@@ -6,9 +6,9 @@
 import { Args, Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Logger, LogLevel, Schema } from "effect"
-import { hashKey, newKey } from "./Auth.ts"
-import { HestiaConfig } from "./HestiaConfig.ts"
-import { Store } from "./Store.ts"
+import { hashKey, newKey } from "../auth/Auth.ts"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { Store } from "../store/Store.ts"
 
 const Label = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {

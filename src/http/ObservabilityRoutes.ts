@@ -1,8 +1,8 @@
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Clock, type Duration, Effect, Queue, Ref, Schedule, Schema, Stream } from "effect"
-import { type LifecycleEvent, LifecycleEvents } from "./LifecycleEvents.ts"
-import { Metrics } from "./Metrics.ts"
-import { ServiceRegistry } from "./ServiceRegistry.ts"
+import { Metrics } from "../observability/Metrics.ts"
+import { type LifecycleEvent, LifecycleEvents } from "../registry/LifecycleEvents.ts"
+import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 
 // ---------------------------------------------------------------------------
 // Live events: `GET /v1/events` as Server-Sent Events.

@@ -1,5 +1,5 @@
 import { Effect, PubSub, type Queue, type Scope } from "effect"
-import type { StartAttempt } from "./domain/Errors.ts"
+import type { StartAttempt } from "../domain/Errors.ts"
 
 export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
 

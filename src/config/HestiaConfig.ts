@@ -1,8 +1,8 @@
 import { FileSystem } from "@effect/platform"
 import { Config, Context, Effect, Either, Layer, LogLevel, Option, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
-import { ConfigError } from "./domain/Errors.ts"
-import { labelsMatch } from "./domain/Placement.ts"
+import { ConfigError } from "../domain/Errors.ts"
+import { labelsMatch } from "../domain/Placement.ts"
 
 // ---------------------------------------------------------------------------
 // The file format: snake_case keys, a superset of the original Hestia's.

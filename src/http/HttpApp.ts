@@ -1,13 +1,13 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, ParseResult, Schema } from "effect"
-import { Auth } from "./Auth.ts"
-import { BadRequest } from "./domain/Errors.ts"
-import { type GatewayError, toErrorResponse } from "./domain/HttpErrors.ts"
-import { HestiaConfig } from "./HestiaConfig.ts"
-import { activity } from "./HttpActivity.ts"
-import { routes as observabilityRoutes } from "./HttpObservability.ts"
-import { ServiceProxy } from "./ServiceProxy.ts"
-import { ServiceRegistry } from "./ServiceRegistry.ts"
+import { Auth } from "../auth/Auth.ts"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { BadRequest } from "../domain/Errors.ts"
+import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
+import { ServiceProxy } from "../proxy/ServiceProxy.ts"
+import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
+import { activity } from "./ActivityRoutes.ts"
+import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
 const Method = Schema.Literal("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

@@ -12,6 +12,7 @@ import {
   SubscriptionRef,
   type Tracer
 } from "effect"
+import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
 import {
   QueueFull,
   QueueTimeout,
@@ -19,15 +20,14 @@ import {
   type StartError,
   StartupFailed,
   UnknownService
-} from "./domain/Errors.ts"
-import { type Target, targetsFor } from "./domain/Placement.ts"
-import { HestiaConfig, type ServiceConfig } from "./HestiaConfig.ts"
+} from "../domain/Errors.ts"
+import { type Target, targetsFor } from "../domain/Placement.ts"
+import { tagError } from "../observability/Telemetry.ts"
+import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
+import { type AutomationView, SemaphoreTasks } from "../orchestrators/SemaphoreTasks.ts"
+import { Readiness } from "../readiness/Readiness.ts"
+import { type PersistedService, Store } from "../store/Store.ts"
 import { type LifecycleEvent, LifecycleEvents, type ServiceStatus, type StartTrigger } from "./LifecycleEvents.ts"
-import { type Instance, Orchestrator, unmanaged } from "./Orchestrator.ts"
-import { Readiness } from "./Readiness.ts"
-import { type AutomationView, SemaphoreTasks } from "./SemaphoreTasks.ts"
-import { type PersistedService, Store } from "./Store.ts"
-import { tagError } from "./Telemetry.ts"
 
 export type { ServiceStatus, StartTrigger }
 
@@ -99,8 +99,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const orchestrator = yield* Orchestrator
     const readiness = yield* Readiness
     const events = yield* LifecycleEvents
-    // Present with the live orchestrators; absent with the Simulated one.
-    const semaphoreTasks = yield* Effect.serviceOption(SemaphoreTasks)
+    const semaphoreTasks = yield* SemaphoreTasks
     const store = yield* Store
     const clock = yield* Effect.clock
     const scope: Scope.Scope = yield* Effect.scope
@@ -573,9 +572,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       Effect.gen(function* () {
         const state = yield* SubscriptionRef.get(entry.state)
         const lastError = state.lastError
-        const automation = Option.isSome(semaphoreTasks)
-          ? yield* semaphoreTasks.value.automation(entry.service.id)
-          : undefined
+        const automation = yield* semaphoreTasks.automation(entry.service.id)
         return {
           ...(automation === undefined ? {} : { automation }),
           serviceId: entry.service.id,
@@ -604,7 +601,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     /** Take over what still runs on `target`, if its health URL (when it has one) answers. */
     const adoptIfHealthy = (service: ServiceConfig, target: Target) =>
       Effect.gen(function* () {
-        const taken = yield* orchestrator.adopt?.(service, target) ?? Effect.succeed(Option.some(unmanaged))
+        const taken = yield* orchestrator.adopt(service, target)
         if (Option.isNone(taken) || target.healthUrl === undefined) return taken
         const healthy = yield* Effect.isSuccess(
           readiness.wait({ ...service, requestTimeoutMs: RESTORE_PROBE_MS }, target)
@@ -642,7 +639,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           }
         }
         // Whatever an earlier run spawned for it and did not stop is stopped now.
-        const leftover = yield* orchestrator.reclaim?.(service) ?? Effect.succeed(false)
+        const leftover = yield* orchestrator.reclaim(service)
         if (was === "cold") return
         const machineId = saved?.machineId ?? undefined
         yield* emit(entry, { type: "state", from: was, to: "cold", machineId: undefined })

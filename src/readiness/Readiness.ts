@@ -1,8 +1,8 @@
 import { Clock, Effect, Schedule } from "effect"
 import { request } from "undici"
-import { ReadinessTimeout } from "./domain/Errors.ts"
-import type { Target } from "./domain/Placement.ts"
-import type { ServiceConfig } from "./HestiaConfig.ts"
+import type { ServiceConfig } from "../config/HestiaConfig.ts"
+import { ReadinessTimeout } from "../domain/Errors.ts"
+import type { Target } from "../domain/Placement.ts"
 
 /** One probe never waits longer than this, so a hung health endpoint cannot stall readiness. */
 const PROBE_TIMEOUT_MS = 2_000
