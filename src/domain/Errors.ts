@@ -31,15 +31,6 @@ export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
   }
 }
 
-export class QueueTimeout extends Schema.TaggedError<QueueTimeout>()("QueueTimeout", {
-  serviceId: Schema.String,
-  waitedMs: Schema.Number
-}) {
-  override get message() {
-    return `service "${this.serviceId}" did not become ready within ${this.waitedMs} ms`
-  }
-}
-
 export const StartAttempt = Schema.Struct({
   machine: Schema.String,
   attempt: Schema.Number,
@@ -47,6 +38,32 @@ export const StartAttempt = Schema.Struct({
   message: Schema.String
 })
 export type StartAttempt = typeof StartAttempt.Type
+
+/** The attempt a start is making, as a client that gave up waiting is told. */
+export const AttemptInProgress = Schema.Struct({
+  machine: Schema.String,
+  number: Schema.Number,
+  of: Schema.Number,
+  phase: Schema.Literal("starting", "probing"),
+  /** ISO time the phase began. */
+  since: Schema.String
+})
+
+export class QueueTimeout extends Schema.TaggedError<QueueTimeout>()("QueueTimeout", {
+  serviceId: Schema.String,
+  waitedMs: Schema.Number,
+  /** The start goes on without this request: the attempts that failed so far, and the one in progress. */
+  attempts: Schema.optional(Schema.Array(StartAttempt)),
+  attempt: Schema.optional(AttemptInProgress)
+}) {
+  override get message() {
+    const doing =
+      this.attempt === undefined
+        ? ""
+        : `; still starting: attempt ${this.attempt.number}/${this.attempt.of} on ${this.attempt.machine} (${this.attempt.phase})`
+    return `service "${this.serviceId}" did not become ready within ${this.waitedMs} ms${doing}`
+  }
+}
 
 export class StartupFailed extends Schema.TaggedError<StartupFailed>()("StartupFailed", {
   serviceId: Schema.String,
@@ -185,7 +202,15 @@ export interface StartErrors {
 export type StartError = StartErrors[keyof StartErrors]
 
 /** A stop fails only in ways a start can too; a process, once spawned, can always be killed. */
-export type StopError = Exclude<StartError, SpawnFailed | ProcessExited | ReadinessTimeout>
+export interface StopErrors {
+  readonly SemaphoreUnreachable: SemaphoreUnreachable
+  readonly SemaphoreAuthFailed: SemaphoreAuthFailed
+  readonly SemaphoreRequestFailed: SemaphoreRequestFailed
+  readonly SemaphoreTaskFailed: SemaphoreTaskFailed
+  readonly SemaphoreTaskTimeout: SemaphoreTaskTimeout
+}
+
+export type StopError = StopErrors[keyof StopErrors]
 
 // ---------------------------------------------------------------------------
 // Start-up only: printed, exit code 2.

@@ -44,7 +44,18 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
         body: { ...body, serviceId: error.serviceId, capacity: error.capacity }
       }
     case "QueueTimeout":
-      return { status: 504, headers: {}, body: { ...body, serviceId: error.serviceId, waitedMs: error.waitedMs } }
+      // The start goes on: the client is told how far it got, and when to try again.
+      return {
+        status: 504,
+        headers: { "retry-after": RETRY_AFTER_SECONDS },
+        body: {
+          ...body,
+          serviceId: error.serviceId,
+          waitedMs: error.waitedMs,
+          ...(error.attempts === undefined ? {} : { attempts: error.attempts }),
+          ...(error.attempt === undefined ? {} : { attempt: error.attempt })
+        }
+      }
     case "StartupFailed":
       return {
         status: 503,

@@ -1,10 +1,8 @@
 import { Effect, PubSub, type Queue, type Scope } from "effect"
 import type { StartAttempt } from "../domain/Errors.ts"
+import type { ServiceStatus, StartTrigger, StopReason } from "./ServiceState.ts"
 
-export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
-
-/** What started a cold start. */
-export type StartTrigger = "request" | "api" | "restart"
+export type { ServiceStatus, StartTrigger }
 
 interface Base {
   readonly serviceId: string
@@ -38,7 +36,7 @@ export type LifecycleEvent =
       readonly rejected: number
     })
   | (Base & { readonly type: "idle_stop"; readonly idleMs: number })
-  | (Base & { readonly type: "stopped"; readonly reason: "idle" | "api" | "gone" })
+  | (Base & { readonly type: "stopped"; readonly reason: StopReason })
   | (Base & { readonly type: "stop_failed"; readonly message: string })
   | (Base & { readonly type: "upstream_gone"; readonly reason: string })
   | (Base & { readonly type: "adopted"; readonly lastActivity: number })

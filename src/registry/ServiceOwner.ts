@@ -1,0 +1,616 @@
+import {
+  Cause,
+  type Context,
+  Deferred,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  FiberId,
+  FiberSet,
+  Option,
+  Scope,
+  type Tracer
+} from "effect"
+import type { ServiceConfig } from "../config/HestiaConfig.ts"
+import { QueueFull, QueueTimeout, type StartAttempt, type StartError, StartupFailed } from "../domain/Errors.ts"
+import type { Target } from "../domain/Placement.ts"
+import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
+import type { AutomationView } from "../orchestrators/SemaphoreTasks.ts"
+import type { Readiness } from "../readiness/Readiness.ts"
+import type { PersistedService } from "../store/Store.ts"
+import type { LifecycleEvent, LifecycleEvents } from "./LifecycleEvents.ts"
+import { restore } from "./Restore.ts"
+import {
+  type AttemptProgress,
+  type Cold,
+  type Hot,
+  type ServiceState,
+  type ServiceStatus,
+  type Starting,
+  type StartTrigger,
+  type Stopping,
+  type StopReason,
+  statusOf
+} from "./ServiceState.ts"
+import * as StartupPolicy from "./StartupPolicy.ts"
+
+/** Permission to send one request to a hot service; `release` when its response has ended (idempotent). */
+export interface Lease {
+  readonly target: Target
+  readonly release: () => void
+}
+
+/** An event as the owner emits it: its service and time are filled in. */
+export type EventFields<E = LifecycleEvent> = E extends LifecycleEvent ? Omit<E, "serviceId" | "at"> : never
+
+export interface ServiceStatusView {
+  readonly serviceId: string
+  readonly state: ServiceStatus
+  readonly readiness: "ready" | "not_ready"
+  readonly machineId: string | null
+  readonly baseUrl: string
+  readonly queuePending: number
+  readonly queueCapacity: number
+  readonly inFlight: number
+  readonly lastActivity: string | null
+  readonly lastError: {
+    readonly error: string
+    readonly message: string
+    readonly attempts: ReadonlyArray<StartAttempt>
+  } | null
+  /** While starting: the attempt in progress. */
+  readonly attempt?: {
+    readonly machine: string
+    readonly number: number
+    readonly of: number
+    readonly phase: AttemptProgress["phase"]
+    readonly since: string
+  }
+  /** For Semaphore services: the current and last task. */
+  readonly automation?: AutomationView
+}
+
+/** What an owner needs from the registry that holds it. */
+export interface OwnerContext {
+  readonly service: ServiceConfig
+  readonly targets: ReadonlyArray<Target>
+  /**
+   * Held for every transition. Services that must be decided together (an exclusive group) share one lock, so one
+   * owner can take a decision across them.
+   */
+  readonly lock: Effect.Semaphore
+  readonly events: LifecycleEvents
+  /** The registry's scope: each state's own scope is a child of it, so a gateway stop ends everything. */
+  readonly scope: Scope.Scope
+  /** Supervises the work that outlives a transition (stopping, cleaning up a cancelled start). */
+  readonly fibers: FiberSet.FiberSet
+  /** What the startup policy and restart adoption run with. */
+  readonly context: Context.Context<Orchestrator | Readiness>
+  readonly automation: (serviceId: string) => Effect.Effect<AutomationView | undefined>
+  /** A lease was released: the last-activity stamp changed (a flag for the batched writer, not a write). */
+  readonly activityChanged: () => void
+}
+
+/**
+ * The single owner of one service's lifecycle: a state machine (`ServiceState`) whose every transition happens
+ * under `lock` and is published as an event. The hot path reads the state synchronously.
+ */
+export interface ServiceOwner {
+  readonly service: ServiceConfig
+  readonly targets: ReadonlyArray<Target>
+  /** The current state, read without a fiber. */
+  readonly state: () => ServiceState
+  /** A lease when the service is hot, without a fiber (the proxy's fast path). */
+  readonly tryLeaseHot: () => Lease | undefined
+  /** A lease on a hot service, starting it (and waiting, within `request_timeout_seconds`) if needed. */
+  readonly acquire: (requestId?: string) => Effect.Effect<Lease, QueueFull | QueueTimeout | StartupFailed>
+  /** `POST .../start`; the state it was in. */
+  readonly start: Effect.Effect<ServiceStatus>
+  /** `POST .../stop` (a start in progress is cancelled); the state it was in. */
+  readonly stop: Effect.Effect<ServiceStatus>
+  /** The hot upstream refused a connection: it is gone, the next request starts it again. */
+  readonly reportUnavailable: (target: Target, reason: string) => Effect.Effect<void>
+  /** After a gateway restart: carry on from what the previous run recorded. */
+  readonly restore: (saved: PersistedService | undefined) => Effect.Effect<void>
+  readonly view: Effect.Effect<ServiceStatusView>
+  /** Clock millis of the last request's end (0: none yet). */
+  readonly lastActivity: () => number
+}
+
+const iso = (millis: number) => new Date(millis).toISOString()
+
+export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
+  Effect.gen(function* () {
+    const { service, targets, lock, events } = ctx
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+
+    let state: ServiceState = { _tag: "Cold", since: now(), lastError: undefined }
+    let inFlight = 0
+    let lastActivity = 0
+    /** Requests admitted to wait for a start and not yet released or gone; bounded by `queue_size`. */
+    let pending = 0
+    /** A start asked for while stopping: begun as soon as the stop has ended. */
+    let startAfterStop = false
+    /** The cleanup of a cancelled start; the next start waits for it, so two instances never overlap. */
+    let cleanup: Deferred.Deferred<void> | undefined
+
+    const emit = (event: EventFields) => events.emit({ ...event, serviceId: service.id, at: now() } as LifecycleEvent)
+
+    /** Runs `effect` as one transition: under the lock, not cut short by an interruption. */
+    const locked = <A, E>(effect: Effect.Effect<A, E>) => lock.withPermits(1)(Effect.uninterruptible(effect))
+
+    const machineOf = (next: ServiceState) =>
+      next._tag === "Hot" || next._tag === "Stopping" ? next.target.machineId : undefined
+
+    /** The one place the state changes; every change is a `state` event. */
+    const transition = (next: ServiceState) =>
+      Effect.suspend(() => {
+        const from = statusOf(state)
+        state = next
+        return emit({ type: "state", from, to: statusOf(next), machineId: machineOf(next) })
+      })
+
+    const childScope = Scope.fork(ctx.scope, ExecutionStrategy.sequential)
+
+    // Transitions run uninterruptible and a fork inherits that: what they fork must be interruptible again, so that
+    // leaving a state (or stopping the gateway) can end it.
+    const forkIn = <A, E>(effect: Effect.Effect<A, E>, scope: Scope.Scope) =>
+      Effect.forkIn(Effect.interruptible(effect), scope)
+    const supervise = <A, E>(effect: Effect.Effect<A, E>) => FiberSet.run(ctx.fibers, Effect.interruptible(effect))
+
+    const lease = (hot: Hot): Lease => {
+      inFlight++
+      let released = false
+      return {
+        target: hot.target,
+        release: () => {
+          if (released) return
+          released = true
+          inFlight--
+          lastActivity = now()
+          ctx.activityChanged()
+        }
+      }
+    }
+
+    const tryLeaseHot = () => (state._tag === "Hot" ? lease(state) : undefined)
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Starting
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /** One trace per start: a root span, linked to whatever asked for it. */
+    const openColdStart = (trigger: StartTrigger) =>
+      Effect.gen(function* () {
+        const cause = yield* Effect.option(Effect.currentSpan)
+        return yield* Effect.makeSpan("ServiceRegistry.coldStart", {
+          root: true,
+          attributes: { "hestia.service.id": service.id, "hestia.trigger": trigger },
+          links: Option.isSome(cause) ? [{ _tag: "SpanLink", span: cause.value, attributes: {} }] : []
+        })
+      })
+
+    const closeColdStart = (span: Tracer.Span, exit: Exit.Exit<StartupPolicy.Started, StartupFailed>) => {
+      if (Exit.isSuccess(exit)) {
+        span.attribute("hestia.outcome", "ready")
+        span.attribute("hestia.machine.id", exit.value.target.machineId)
+      } else if (Exit.isInterrupted(exit)) {
+        span.attribute("hestia.outcome", "cancelled")
+      } else {
+        span.attribute("hestia.outcome", "failed")
+        span.attribute("error.type", "StartupFailed")
+      }
+      span.end(clock.unsafeCurrentTimeNanos(), exit)
+    }
+
+    /** A waiting request and the start it waits for point at each other: an event on the start, a link from the request. */
+    const noteWaiter = (requestId: string | undefined, position: number, joined: boolean) =>
+      Effect.gen(function* () {
+        if (state._tag !== "Starting") return
+        const coldStart = state.span
+        coldStart.event(joined ? "hestia.request.joined" : "hestia.request.triggered", clock.unsafeCurrentTimeNanos(), {
+          ...(requestId === undefined ? {} : { "hestia.request.id": requestId }),
+          "hestia.queue.position": position
+        })
+        const current = yield* Effect.option(Effect.currentSpan)
+        if (Option.isSome(current)) current.value.addLinks([{ _tag: "SpanLink", span: coldStart, attributes: {} }])
+      })
+
+    const hooksFor = (starting: Starting): StartupPolicy.PolicyHooks => {
+      const phase = (target: Target, attempt: number, of: number, phase: AttemptProgress["phase"]) =>
+        Effect.sync(() => {
+          starting.progress.current = { machine: target.machineId, number: attempt, of, phase, since: now() }
+        })
+      return {
+        attemptStarted: (target, attempt, of) =>
+          Effect.zipRight(
+            phase(target, attempt, of, "starting"),
+            emit({ type: "attempt_started", machineId: target.machineId, attempt })
+          ),
+        probing: (target, attempt, of) => phase(target, attempt, of, "probing"),
+        attemptFailed: (failure) =>
+          Effect.zipRight(
+            Effect.sync(() => starting.progress.failed.push(failure)),
+            emit({
+              type: "attempt_failed",
+              machineId: failure.machine,
+              attempt: failure.attempt,
+              error: failure.error,
+              message: failure.message
+            })
+          ),
+        cleanupFailed: (target, error: StartError) =>
+          emit({
+            type: "stop_failed",
+            machineId: target.machineId,
+            message: `cleanup after a failed attempt: ${error.message}`
+          })
+      }
+    }
+
+    /** The policy's outcome, under the lock: hot and the waiters released, or cold with the error they all get. */
+    const settle = (starting: Starting, exit: Exit.Exit<StartupPolicy.Started, StartupFailed>): Effect.Effect<void> =>
+      locked(
+        Effect.gen(function* () {
+          // Cancelled meanwhile: the stop request has done the rest.
+          if (state !== starting) return
+          // Ended first: the log lines below still carry its trace id, but are not events of the span.
+          closeColdStart(starting.span, exit)
+          if (Exit.isSuccess(exit)) {
+            const { target, instance } = exit.value
+            lastActivity = now()
+            const hot: Hot = { _tag: "Hot", since: now(), target, scope: yield* childScope }
+            yield* transition(hot)
+            yield* emit({
+              type: "ready",
+              machineId: target.machineId,
+              durationMs: lastActivity - starting.since,
+              released: pending
+            })
+            yield* Deferred.succeed(starting.ready, undefined)
+            yield* whileHot(hot, instance)
+            return
+          }
+          const error = Option.getOrElse(
+            Cause.failureOption(exit.cause),
+            () =>
+              new StartupFailed({
+                serviceId: service.id,
+                attempts: [
+                  ...starting.progress.failed,
+                  { machine: "-", attempt: 0, error: "Defect", message: Cause.pretty(exit.cause) }
+                ]
+              })
+          )
+          yield* transition({ _tag: "Cold", since: now(), lastError: error })
+          yield* emit({
+            type: "start_failed",
+            durationMs: now() - starting.since,
+            attempts: error.attempts,
+            rejected: pending
+          })
+          yield* Deferred.fail(starting.ready, error)
+        })
+      )
+
+    /** Under the lock: leave `cold` (or `stopping`, once stopped) and run the startup policy in the new state's scope. */
+    const beginStart = (trigger: StartTrigger, requestId?: string): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const lastError = state._tag === "Cold" ? state.lastError : undefined
+        // The routing decision: the machines this start will try, in order.
+        yield* emit({ type: "start_requested", trigger, requestId, machines: targets.map((t) => t.machineId) })
+        const starting: Starting = {
+          _tag: "Starting",
+          since: now(),
+          ready: yield* Deferred.make<void, StartupFailed>(),
+          scope: yield* childScope,
+          span: yield* openColdStart(trigger),
+          progress: { current: undefined, failed: [] },
+          lastError
+        }
+        yield* transition(starting)
+        const previousCleanup = cleanup
+        const policy = Effect.gen(function* () {
+          if (previousCleanup !== undefined) yield* Deferred.await(previousCleanup)
+          const exit = yield* Effect.exit(StartupPolicy.run(service, targets, starting.span, hooksFor(starting)))
+          // Settling belongs to the start's trace: its log lines (ready, start_failed) carry that trace id.
+          yield* settle(starting, exit).pipe(Effect.withParentSpan(starting.span))
+        })
+        yield* forkIn(Effect.provide(policy, ctx.context), starting.scope)
+      })
+
+    /** Under the lock: a stop request while starting. The attempt in progress is cleaned up before the waiters hear. */
+    const cancelStart = (starting: Starting): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const current = starting.progress.current
+        const error = new StartupFailed({
+          serviceId: service.id,
+          attempts: [
+            ...starting.progress.failed,
+            {
+              machine: current?.machine ?? "-",
+              attempt: current?.number ?? 0,
+              error: "Interrupted",
+              message: "start cancelled by a stop request"
+            }
+          ]
+        })
+        yield* transition({ _tag: "Cold", since: now(), lastError: error })
+        yield* emit({
+          type: "start_failed",
+          durationMs: now() - starting.since,
+          attempts: error.attempts,
+          rejected: pending
+        })
+        closeColdStart(starting.span, Exit.interrupt(FiberId.none))
+        const done = yield* Deferred.make<void>()
+        cleanup = done
+        yield* supervise(
+          // Closing the scope interrupts the policy; its attempt's own cleanup stops what it had started.
+          Scope.close(starting.scope, Exit.void).pipe(
+            Effect.zipRight(Deferred.fail(starting.ready, error)),
+            Effect.ensuring(
+              Effect.zipRight(
+                Deferred.succeed(done, undefined),
+                Effect.sync(() => {
+                  if (cleanup === done) cleanup = undefined
+                })
+              )
+            )
+          )
+        )
+      })
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Hot
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /** Forked into the hot state's scope: the crash watch and the idle reaper. */
+    const whileHot = (hot: Hot, instance: Instance): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const crashWatch = instance.exited.pipe(
+          Effect.catchAll((error) => markGone(hot, `${error._tag}: ${error.message}`))
+        )
+        yield* forkIn(crashWatch, hot.scope)
+        if (service.idleTimeoutMs > 0) yield* forkIn(reaper(hot), hot.scope)
+      })
+
+    /** Stops the service `idle_timeout_ms` after the last request or stream ended, never while one is open. */
+    const reaper = (hot: Hot): Effect.Effect<void> => {
+      const idleMs = service.idleTimeoutMs
+      const loop: Effect.Effect<void> = Effect.suspend(() => {
+        // A request or stream is open; its end stamps lastActivity, so check again later.
+        if (inFlight > 0) return Effect.zipRight(Effect.sleep(idleMs), loop)
+        const idleFor = now() - lastActivity
+        if (idleFor < idleMs) return Effect.zipRight(Effect.sleep(idleMs - idleFor), loop)
+        return locked(
+          Effect.gen(function* () {
+            const stillIdle = state === hot && inFlight === 0 && now() - lastActivity >= idleMs
+            if (stillIdle) {
+              yield* emit({ type: "idle_stop", machineId: hot.target.machineId, idleMs })
+              yield* beginStop(hot, "idle")
+            }
+            return stillIdle
+          })
+        ).pipe(Effect.flatMap((stopping) => (stopping ? Effect.void : loop)))
+      })
+      return loop
+    }
+
+    /** The running instance went away on its own (crash, refused connection): stop what is left, then cold. */
+    const markGone = (hot: Hot, reason: string): Effect.Effect<void> =>
+      locked(
+        Effect.gen(function* () {
+          if (state !== hot) return
+          yield* emit({ type: "upstream_gone", machineId: hot.target.machineId, reason })
+          yield* beginStop(hot, "gone")
+        })
+      )
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Stopping
+    // ---------------------------------------------------------------------------------------------------------------
+
+    /** Under the lock: leave `hot` and stop in the background. */
+    const beginStop = (hot: Hot, reason: StopReason): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const stopping: Stopping = {
+          _tag: "Stopping",
+          since: now(),
+          target: hot.target,
+          reason,
+          done: yield* Deferred.make<void>()
+        }
+        yield* transition(stopping)
+        yield* supervise(runStop(hot, stopping))
+      })
+
+    const runStop = (hot: Hot, stopping: Stopping): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        // The reaper and the crash watch end with the state they belong to.
+        yield* Scope.close(hot.scope, Exit.void)
+        const exit = yield* Effect.exit(
+          Effect.provide(
+            Effect.flatMap(Orchestrator, (orchestrator) => orchestrator.stop(service, hot.target)),
+            ctx.context
+          )
+        )
+        if (Exit.isFailure(exit)) {
+          yield* emit({ type: "stop_failed", machineId: hot.target.machineId, message: Cause.pretty(exit.cause) })
+        }
+        yield* locked(
+          Effect.gen(function* () {
+            yield* transition({ _tag: "Cold", since: now(), lastError: undefined })
+            yield* emit({ type: "stopped", machineId: hot.target.machineId, reason: stopping.reason })
+            // Requests that arrived while it was stopping start it again.
+            if (pending > 0 || startAfterStop) {
+              const trigger = pending > 0 ? "request" : "api"
+              startAfterStop = false
+              yield* beginStart(trigger)
+            }
+            yield* Deferred.succeed(stopping.done, undefined)
+          })
+        )
+      })
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Requests and control
+    // ---------------------------------------------------------------------------------------------------------------
+
+    type Admission = { readonly _tag: "Leased"; readonly lease: Lease } | { readonly _tag: "Queued" }
+
+    const admit = (requestId: string | undefined) =>
+      locked(
+        Effect.gen(function* () {
+          if (state._tag === "Hot") return { _tag: "Leased", lease: lease(state) } as Admission
+          if (pending >= service.queueSize) {
+            yield* emit({ type: "request_rejected", error: "QueueFull", requestId })
+            return yield* new QueueFull({ serviceId: service.id, capacity: service.queueSize })
+          }
+          pending++
+          const joined = state._tag === "Starting"
+          if (state._tag === "Cold") yield* beginStart("request", requestId)
+          yield* emit({ type: "request_queued", position: pending, requestId, joined })
+          yield* noteWaiter(requestId, pending, joined)
+          return { _tag: "Queued" } as Admission
+        })
+      )
+
+    /** What a request that gives up waiting is told: how far the start has got. */
+    const queueTimeout = (waitedMs: number) => {
+      if (state._tag !== "Starting") return new QueueTimeout({ serviceId: service.id, waitedMs })
+      const { current, failed } = state.progress
+      return new QueueTimeout({
+        serviceId: service.id,
+        waitedMs,
+        attempts: [...failed],
+        ...(current === undefined ? {} : { attempt: { ...current, since: iso(current.since) } })
+      })
+    }
+
+    /** Follows the state until it is hot: every waiter of a start awaits that start's one Deferred. */
+    const untilHot: Effect.Effect<Lease, StartupFailed> = Effect.suspend(() => {
+      switch (state._tag) {
+        case "Hot":
+          return Effect.succeed(lease(state))
+        case "Starting":
+          return Effect.zipRight(Deferred.await(state.ready), untilHot)
+        case "Stopping":
+          return Effect.zipRight(Deferred.await(state.done), untilHot)
+        case "Cold":
+          return Effect.zipRight(
+            locked(Effect.suspend(() => (state._tag === "Cold" ? beginStart("request") : Effect.void))),
+            untilHot
+          )
+      }
+    })
+
+    const acquire = (requestId?: string) =>
+      Effect.suspend(() => {
+        const hot = tryLeaseHot()
+        if (hot !== undefined) return Effect.succeed(hot)
+        return Effect.flatMap(admit(requestId), (admission) => {
+          if (admission._tag === "Leased") return Effect.succeed(admission.lease)
+          const queuedAt = now()
+          const waitMs = service.requestTimeoutMs
+          return untilHot.pipe(
+            Effect.timeoutFail({ duration: waitMs, onTimeout: () => queueTimeout(waitMs) }),
+            Effect.tap(() => emit({ type: "request_released", waitedMs: now() - queuedAt, requestId })),
+            Effect.tapErrorTag("QueueTimeout", () =>
+              emit({ type: "request_rejected", error: "QueueTimeout", requestId })
+            ),
+            Effect.ensuring(
+              Effect.sync(() => {
+                pending--
+              })
+            )
+          )
+        })
+      })
+
+    const start = locked(
+      Effect.gen(function* () {
+        const before = statusOf(state)
+        if (state._tag === "Cold") yield* beginStart("api")
+        if (state._tag === "Stopping") startAfterStop = true
+        return before
+      })
+    )
+
+    const stop = locked(
+      Effect.gen(function* () {
+        const before = statusOf(state)
+        startAfterStop = false
+        if (state._tag === "Hot") yield* beginStop(state, "api")
+        else if (state._tag === "Starting") yield* cancelStart(state)
+        return before
+      })
+    )
+
+    const reportUnavailable = (target: Target, reason: string) =>
+      Effect.suspend(() => (state._tag === "Hot" && state.target === target ? markGone(state, reason) : Effect.void))
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Restart and status
+    // ---------------------------------------------------------------------------------------------------------------
+
+    const restoreFrom = (saved: PersistedService | undefined) =>
+      Effect.gen(function* () {
+        if (saved?.lastActivity != null) lastActivity = saved.lastActivity
+        const restored = yield* Effect.provide(restore(service, targets, saved, emit, now()), ctx.context)
+        if (restored._tag === "Cold") {
+          state = { _tag: "Cold", since: now(), lastError: restored.lastError } satisfies Cold
+          return
+        }
+        yield* locked(
+          Effect.gen(function* () {
+            if (lastActivity === 0) lastActivity = now()
+            const hot: Hot = { _tag: "Hot", since: now(), target: restored.target, scope: yield* childScope }
+            yield* transition(hot)
+            yield* emit({ type: "adopted", machineId: restored.target.machineId, lastActivity })
+            yield* whileHot(hot, restored.instance)
+          })
+        )
+      })
+
+    const view = Effect.gen(function* () {
+      const current = state
+      const automation = yield* ctx.automation(service.id)
+      const lastError = current._tag === "Cold" || current._tag === "Starting" ? current.lastError : undefined
+      const attempt = current._tag === "Starting" ? current.progress.current : undefined
+      const where = current._tag === "Hot" || current._tag === "Stopping" ? current.target : undefined
+      const attemptTarget = attempt === undefined ? undefined : targets.find((t) => t.machineId === attempt.machine)
+      return {
+        ...(automation === undefined ? {} : { automation }),
+        serviceId: service.id,
+        state: statusOf(current),
+        readiness: current._tag === "Hot" ? "ready" : "not_ready",
+        machineId: where?.machineId ?? attempt?.machine ?? null,
+        baseUrl: (where ?? attemptTarget ?? targets[0]!).baseUrl,
+        queuePending: pending,
+        queueCapacity: service.queueSize,
+        inFlight,
+        lastActivity: lastActivity === 0 ? null : iso(lastActivity),
+        lastError:
+          lastError === undefined
+            ? null
+            : { error: lastError._tag, message: lastError.message, attempts: lastError.attempts },
+        ...(attempt === undefined ? {} : { attempt: { ...attempt, since: iso(attempt.since) } })
+      } satisfies ServiceStatusView
+    })
+
+    return {
+      service,
+      targets,
+      state: () => state,
+      tryLeaseHot,
+      acquire,
+      start,
+      stop,
+      reportUnavailable,
+      restore: restoreFrom,
+      view,
+      lastActivity: () => lastActivity
+    }
+  })

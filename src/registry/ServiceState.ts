@@ -1,0 +1,81 @@
+import type { Deferred, Scope, Tracer } from "effect"
+import type { StartAttempt, StartupFailed } from "../domain/Errors.ts"
+import type { Target } from "../domain/Placement.ts"
+
+/** The four states as the API, the store and the events name them. */
+export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
+
+/** What started a cold start. */
+export type StartTrigger = "request" | "api" | "restart"
+
+/** Why a service left `hot`. */
+export type StopReason = "idle" | "api" | "gone"
+
+/** The attempt a start is making right now, for status and for a request that gives up waiting. */
+export interface AttemptProgress {
+  readonly machine: string
+  readonly number: number
+  /** Attempts this machine gets (`retry_count + 1`). */
+  readonly of: number
+  readonly phase: "starting" | "probing"
+  /** Clock millis when this phase began. */
+  readonly since: number
+}
+
+/** What a start in flight has done so far; written by the startup policy, read by status. */
+export interface StartProgress {
+  current: AttemptProgress | undefined
+  readonly failed: Array<StartAttempt>
+}
+
+export interface Cold {
+  readonly _tag: "Cold"
+  readonly since: number
+  readonly lastError: StartupFailed | undefined
+}
+
+export interface Starting {
+  readonly _tag: "Starting"
+  readonly since: number
+  /** Every request waiting for this start awaits this one Deferred. */
+  readonly ready: Deferred.Deferred<void, StartupFailed>
+  /** Holds the startup policy's fiber: closing it cancels the start (and cleans up the attempt in progress). */
+  readonly scope: Scope.CloseableScope
+  /** `ServiceRegistry.coldStart`, the root of this start's trace. */
+  readonly span: Tracer.Span
+  readonly progress: StartProgress
+  readonly lastError: StartupFailed | undefined
+}
+
+export interface Hot {
+  readonly _tag: "Hot"
+  readonly since: number
+  readonly target: Target
+  /** Holds the crash watch and the idle reaper: both end when the service leaves this state. */
+  readonly scope: Scope.CloseableScope
+}
+
+export interface Stopping {
+  readonly _tag: "Stopping"
+  readonly since: number
+  readonly target: Target
+  readonly reason: StopReason
+  /** Completed when the stop has ended (the service is cold, or starting again for requests that came meanwhile). */
+  readonly done: Deferred.Deferred<void>
+}
+
+/** One service's lifecycle state: what belongs to a state lives in it and ends with it. */
+export type ServiceState = Cold | Starting | Hot | Stopping
+
+export const statusOf = (state: ServiceState): ServiceStatus => {
+  switch (state._tag) {
+    case "Cold":
+      return "cold"
+    case "Starting":
+      return "starting"
+    case "Hot":
+      return "hot"
+    case "Stopping":
+      return "stopping"
+  }
+}
