@@ -121,6 +121,9 @@ export const killEverythingNow = () => {
   }
 }
 
+/** The upstreams the gateway spawned (from the marks files) that still run. */
+export const spawnedStillRunning = () => markedPids().filter(alive)
+
 /** Orderly: stop every child (gateways first, they stop their own upstreams), then anything left behind. */
 export const stopEverything = async () => {
   const all = Array.from(children)
@@ -129,6 +132,23 @@ export const stopEverything = async () => {
   const leftovers = markedPids().filter(alive)
   killEverythingNow()
   return leftovers
+}
+
+/**
+ * Whatever way the process leaves (an error, a signal, the end), no child stays behind; `cleanUp` runs last
+ * (synchronously) at exit.
+ */
+export const stopEverythingOnExit = (cleanUp: () => void) => {
+  process.on("exit", () => {
+    killEverythingNow()
+    cleanUp()
+  })
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`\n${signal}: stopping every process the bench started\n`)
+      void stopEverything().finally(() => process.exit(130))
+    })
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -145,6 +165,29 @@ export const freePort = () =>
       server.close(() => resolve(port))
     })
   })
+
+/** `port(name)`: a free port per name, the same on every call, never one already handed out under another name. */
+export const namedPorts = () => {
+  const byName = new Map<string, Promise<number>>()
+  const taken = new Set<number>()
+  const fresh = async () => {
+    for (;;) {
+      const port = await freePort()
+      if (!taken.has(port)) {
+        taken.add(port)
+        return port
+      }
+    }
+  }
+  return (name: string) => {
+    let port = byName.get(name)
+    if (port === undefined) {
+      port = fresh()
+      byName.set(name, port)
+    }
+    return port
+  }
+}
 
 /** Polls `url` every `everyMs` until it answers 2xx; resolves with the wall time of that answer. */
 export const waitForHttp = async (
