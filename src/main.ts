@@ -23,6 +23,16 @@ const ConfigReport = Layer.effectDiscard(
         tracing: (yield* Telemetry.TracingEnabled) ? "otlp" : "off"
       })
     )
+    // One line per accepted-but-questionable key: a first-Hestia key without meaning here, missing credentials...
+    for (const warning of config.warnings) {
+      yield* Effect.logWarning(`${warning.key}: ${warning.message}`).pipe(
+        Effect.annotateLogs({
+          event: warning.kind === "deprecated" ? "config_deprecated" : "config_warning",
+          source: config.source,
+          key: warning.key
+        })
+      )
+    }
     // Whether auth is on (config or CLI keys) is Auth's call: it logs the warning when it is off.
   })
 )

@@ -165,7 +165,7 @@ const POLL_RETRIES = 2
 export const makeWith = (options: MakeOptions = {}) =>
   Effect.gen(function* () {
     const config = yield* HestiaConfig
-    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
+    const requestTimeoutMs = options.requestTimeoutMs ?? config.semaphore.requestTimeoutMs
     const api = makeApi({
       semaphore: config.semaphore,
       transport: options.transport ?? undiciTransport(requestTimeoutMs),

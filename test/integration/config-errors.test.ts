@@ -1,21 +1,29 @@
 import { spawn } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
 import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { repoRoot, tempDir } from "../fixtures/Gateway.ts"
 
 const dir = tempDir("hestia-config-")
 
-/** Runs the real entry point on a config file; returns its exit code and output. */
-const runGateway = (yaml: string | undefined, env: Record<string, string> = {}) =>
+/** tsx by absolute URL: `--import tsx` would be looked up from the child's working directory. */
+const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href
+
+/**
+ * Runs the real entry point on a config file (`HESTIA_CONFIG`, unless `env` says otherwise); returns its exit code
+ * and output. `cwd` (default the repository) is where `./hestia_config.yml` is looked for.
+ */
+const runGateway = (yaml: string | undefined, env: Record<string, string> = {}, cwd: string = repoRoot) =>
   Effect.promise(
     () =>
       new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => {
         const file = Path.join(dir, `config-${Math.random().toString(36).slice(2)}.yml`)
         if (yaml !== undefined) writeFileSync(file, yaml)
-        const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-          cwd: repoRoot,
+        const child = spawn(process.execPath, ["--import", tsxLoader, Path.join(repoRoot, "src/main.ts")], {
+          cwd,
           // A config that loads opens its database: a temp one, never ./data in the repository.
           env: {
             ...process.env,
@@ -39,6 +47,13 @@ const runGateway = (yaml: string | undefined, env: Record<string, string> = {}) 
         child.on("exit", (code) => resolve({ code, stderr, stdout }))
       })
   )
+
+/** The JSON log lines of one event. */
+const events = (stdout: string, event: string) =>
+  stdout
+    .split("\n")
+    .filter((line) => line.includes(`"event":"${event}"`))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
 
 describe("a broken config file stops the gateway with exit code 2 and one clear message", () => {
   const cases: ReadonlyArray<[string, string, RegExp]> = [
@@ -78,6 +93,117 @@ describe("a broken config file stops the gateway with exit code 2 and one clear 
       const result = yield* runGateway("services:\n  a: { base_url: 'http://127.0.0.1:1' }\n")
       assert.include(result.stdout, '"event":"listening"')
       assert.include(result.stdout, '"event":"config_loaded"')
+    })
+  )
+
+  it.live("a directory at the config path is exit 2 naming it, not the embedded default", () =>
+    Effect.gen(function* () {
+      const folder = Path.join(dir, `folder-${Math.random().toString(36).slice(2)}`)
+      mkdirSync(folder)
+      const result = yield* runGateway(undefined, { HESTIA_CONFIG: folder })
+      assert.strictEqual(result.code, 2)
+      assert.strictEqual(
+        result.stderr,
+        `hestia: configuration error: ${folder}: cannot read: it is a directory, not a file\n`
+      )
+      // The same at the default path, ./hestia_config.yml, which no variable names.
+      const cwd = tempDir("hestia-cwd-")
+      mkdirSync(Path.join(cwd, "hestia_config.yml"))
+      const atDefault = yield* runGateway(undefined, { HESTIA_CONFIG: "" }, cwd)
+      assert.strictEqual(atDefault.code, 2)
+      assert.strictEqual(
+        atDefault.stderr,
+        "hestia: configuration error: ./hestia_config.yml: cannot read: it is a directory, not a file\n"
+      )
+      assert.notInclude(atDefault.stdout, '"event":"listening"')
+    })
+  )
+
+  it.live("no file at the default path (and no variable) runs the embedded default", () =>
+    Effect.gen(function* () {
+      const result = yield* runGateway(undefined, { HESTIA_CONFIG: "" }, tempDir("hestia-cwd-"))
+      assert.include(result.stdout, '"event":"listening"')
+      assert.deepStrictEqual(
+        events(result.stdout, "config_loaded").map((line) => line.source),
+        ["embedded default config"]
+      )
+    })
+  )
+
+  it.live("an unreadable file (an I/O error) is exit 2 naming it", () =>
+    Effect.gen(function* () {
+      const result = yield* runGateway(undefined, { HESTIA_CONFIG: "/proc/self/mem" })
+      assert.strictEqual(result.code, 2)
+      assert.match(result.stderr, /^hestia: configuration error: \/proc\/self\/mem: cannot read: .*EIO.*\n$/)
+    })
+  )
+
+  it.live("two local processes on one host and port are exit 2 naming both services", () =>
+    Effect.gen(function* () {
+      const result = yield* runGateway(
+        "services:\n" +
+          "  first: { base_url: 'http://127.0.0.1:9901', command: [node, a.js] }\n" +
+          "  second: { base_url: 'http://localhost:9901', command: [node, b.js] }\n"
+      )
+      assert.strictEqual(result.code, 2)
+      const lines = result.stderr.trim().split("\n")
+      assert.strictEqual(lines.length, 1, result.stderr)
+      assert.match(
+        lines[0]!,
+        /: services\.second\.base_url: http:\/\/localhost:9901 is the address of service "first" too/
+      )
+    })
+  )
+
+  it.live("HESTIA_CONFIG_PATH (the first Hestia's name) finds the file too", () =>
+    Effect.gen(function* () {
+      const file = Path.join(dir, "by-alias.yml")
+      writeFileSync(file, "services:\n  a: { base_url: 'http://127.0.0.1:1' }\n")
+      const result = yield* runGateway(undefined, { HESTIA_CONFIG: "", HESTIA_CONFIG_PATH: file })
+      assert.include(result.stdout, '"event":"listening"')
+      assert.deepStrictEqual(
+        events(result.stdout, "config_loaded").map((line) => line.source),
+        [file]
+      )
+    })
+  )
+})
+
+describe("configs of the first (Python) Hestia through the real entry point", () => {
+  const python = readFileSync(Path.join(repoRoot, "test/fixtures/reference/python-hestia-config.yml"), "utf8")
+  // The suite must not depend on the caller's Semaphore settings.
+  const clean = { SEMAPHORE_API_KEY: "", SEMAPHORE_USERNAME: "", SEMAPHORE_PASSWORD: "" }
+
+  it.live("its example config starts the gateway with exactly one warning, for the missing Semaphore token", () =>
+    Effect.gen(function* () {
+      const result = yield* runGateway(python, clean)
+      assert.include(result.stdout, '"event":"listening"')
+      assert.strictEqual(events(result.stdout, "config_loaded").length, 1)
+      const warnings = events(result.stdout, "config_warning")
+      assert.deepStrictEqual(
+        warnings.map((line) => [line.key, line.level]),
+        [["semaphore_api_key", "warn"]]
+      )
+      assert.include(String(warnings[0]!.msg), "cloud-ollama, gpu-stable-diffusion, dev-workspace, global-api")
+      assert.deepStrictEqual(events(result.stdout, "config_deprecated"), [])
+    })
+  )
+
+  it.live("with the strategies keys of its comments uncommented: one config_deprecated line per key", () =>
+    Effect.gen(function* () {
+      const uncommented = python
+        .replace('# strategy: "model_router"', 'strategy: "model_router"')
+        .replace("# instances:", "instances:")
+        .replace('#   - { url: "http://ollama-a:11434", region: "us-east" }', '  - { url: "http://ollama-a:11434" }')
+        .replace('#   - { url: "http://ollama-b:11434", region: "us-west" }', '  - { url: "http://ollama-b:11434" }')
+      assert.notStrictEqual(uncommented, python)
+      const result = yield* runGateway(uncommented, { ...clean, SEMAPHORE_API_KEY: "token" })
+      assert.include(result.stdout, '"event":"listening"')
+      assert.deepStrictEqual(
+        events(result.stdout, "config_deprecated").map((line) => line.key),
+        ["services.ollama.strategy", "services.ollama.instances"]
+      )
+      assert.deepStrictEqual(events(result.stdout, "config_warning"), [])
     })
   )
 })

@@ -1,6 +1,10 @@
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import * as Path from "node:path"
+import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, LogLevel } from "effect"
-import { embeddedDefaultConfig, envPrefix, parse } from "../../src/config/HestiaConfig.ts"
+import { embeddedDefaultConfig, envPrefix, load, parse } from "../../src/config/HestiaConfig.ts"
+import { repoRoot, tempDir } from "../fixtures/Gateway.ts"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
@@ -150,10 +154,332 @@ services:
     })
   )
 
+  it.effect("the repository's example hestia_config.yml loads, without warnings", () =>
+    Effect.gen(function* () {
+      const text = readFileSync(Path.join(repoRoot, "hestia_config.yml"), "utf8")
+      const settings = yield* parse(text, "hestia_config.yml").pipe(withEnv({}))
+      assert.isTrue(settings.services.has("demo"))
+      assert.strictEqual(settings.shutdownGraceMs, 10_000)
+      assert.deepStrictEqual(settings.warnings, [])
+    })
+  )
+
   it.effect("the embedded default config is valid", () =>
     Effect.gen(function* () {
       const settings = yield* parse(embeddedDefaultConfig, "embedded").pipe(withEnv({}))
       assert.isTrue(settings.services.has("demo"))
+    })
+  )
+
+  it.effect("shutdown_grace_ms: 10 s by default, from the file or HESTIA_SHUTDOWN_GRACE_MS, never negative", () =>
+    Effect.gen(function* () {
+      assert.strictEqual((yield* parse("{}", "conf.yml").pipe(withEnv({}))).shutdownGraceMs, 10_000)
+      assert.strictEqual(
+        (yield* parse("shutdown_grace_ms: 2500\n", "conf.yml").pipe(withEnv({}))).shutdownGraceMs,
+        2500
+      )
+      const fromEnv = yield* parse("shutdown_grace_ms: 2500\n", "conf.yml").pipe(
+        withEnv({ HESTIA_SHUTDOWN_GRACE_MS: "0" })
+      )
+      assert.strictEqual(fromEnv.shutdownGraceMs, 0)
+      const negative = yield* failure("shutdown_grace_ms: -1\n")
+      assert.strictEqual(negative.message, "conf.yml: shutdown_grace_ms: Expected a non-negative number, actual -1")
+      const badEnv = yield* failure("{}", { HESTIA_SHUTDOWN_GRACE_MS: "soon" })
+      assert.strictEqual(badEnv.file, "environment variable HESTIA_SHUTDOWN_GRACE_MS")
+    })
+  )
+})
+
+describe("configs of the first (Python) Hestia", () => {
+  const python = readFileSync(Path.join(repoRoot, "test/fixtures/reference/python-hestia-config.yml"), "utf8")
+  const semaphoreServices = ["cloud-ollama", "gpu-stable-diffusion", "dev-workspace", "global-api"]
+
+  it.effect("its example config loads with its meaning, and exactly one warning: no Semaphore credentials", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(python, "python.yml").pipe(withEnv({}))
+      assert.strictEqual(settings.services.size, 16)
+      assert.deepStrictEqual(
+        settings.warnings.map((w) => [w.key, w.kind]),
+        [["semaphore_api_key", "warning"]]
+      )
+      for (const id of semaphoreServices) assert.include(settings.warnings[0]!.message, id)
+      assert.include(settings.warnings[0]!.message, "SemaphoreAuthFailed")
+      assert.deepStrictEqual(settings.semaphore, {
+        baseUrl: "http://localhost:3000",
+        apiKey: undefined,
+        username: undefined,
+        password: undefined,
+        projectId: 1, // the first Hestia assumed project 1
+        requestTimeoutMs: 30_000 // semaphore_timeout: 30 (seconds, per API call)
+      })
+      const cloud = settings.services.get("cloud-ollama")!
+      assert.strictEqual(cloud.kind, "semaphore")
+      assert.deepStrictEqual(cloud.semaphore, {
+        enabled: true,
+        machineId: "cloud-vm-01",
+        startTemplateId: 1,
+        stopTemplateId: 2,
+        taskTimeoutMs: 300_000,
+        pollIntervalMs: 2_000
+      })
+      assert.strictEqual(cloud.requestTimeoutMs, 180_000)
+      assert.strictEqual(settings.services.get("minio")!.idleTimeoutMs, 0)
+      assert.strictEqual(settings.services.get("postgres")!.fallbackUrl, "http://postgres-replica:3001")
+      assert.strictEqual(settings.services.get("semaphore")!.kind, "external")
+      assert.strictEqual(settings.services.get("dev-service")!.healthUrl, undefined)
+    })
+  )
+
+  it.effect("its credentials from the environment: username/password or a token, and the warning goes", () =>
+    Effect.gen(function* () {
+      const login = yield* parse(python, "python.yml").pipe(
+        withEnv({ SEMAPHORE_USERNAME: "admin", SEMAPHORE_PASSWORD: "0123" })
+      )
+      assert.deepStrictEqual(login.warnings, [])
+      assert.strictEqual(login.semaphore.username, "admin")
+      // Secrets are text, never YAML: "0123" is not the number 123.
+      assert.strictEqual(login.semaphore.password, "0123")
+      const token = yield* parse(python, "python.yml").pipe(withEnv({ SEMAPHORE_API_KEY: "tok" }))
+      assert.deepStrictEqual(token.warnings, [])
+      assert.strictEqual(token.semaphore.apiKey, "tok")
+      // An empty variable (compose's ${SEMAPHORE_API_KEY:-}) is no token.
+      const blank = yield* parse(python, "python.yml").pipe(withEnv({ SEMAPHORE_API_KEY: "" }))
+      assert.strictEqual(blank.semaphore.apiKey, undefined)
+      assert.deepStrictEqual(
+        blank.warnings.map((w) => w.key),
+        ["semaphore_api_key"]
+      )
+    })
+  )
+
+  it.effect("its service named `semaphore` shares SEMAPHORE_BASE_URL with the server setting, with a warning", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(python, "python.yml").pipe(
+        withEnv({ SEMAPHORE_BASE_URL: "http://semaphore:3000", SEMAPHORE_API_KEY: "tok" })
+      )
+      assert.strictEqual(settings.semaphore.baseUrl, "http://semaphore:3000")
+      assert.strictEqual(settings.services.get("semaphore")!.baseUrl, "http://semaphore:3000")
+      assert.deepStrictEqual(settings.warnings, [
+        {
+          key: "SEMAPHORE_BASE_URL",
+          message: "sets both semaphore_base_url and services.semaphore.base_url",
+          kind: "warning"
+        }
+      ])
+    })
+  )
+
+  it.effect("semaphore_timeout, semaphore_username/_password and semaphore_project_id: defaults and checks", () =>
+    Effect.gen(function* () {
+      const defaults = yield* parse("{}", "conf.yml").pipe(withEnv({}))
+      assert.deepStrictEqual(defaults.semaphore, {
+        baseUrl: undefined,
+        apiKey: undefined,
+        username: undefined,
+        password: undefined,
+        projectId: 1,
+        requestTimeoutMs: 10_000
+      })
+      const set = yield* parse(
+        "semaphore_timeout: 2.5\nsemaphore_username: admin\nsemaphore_password: secret\nsemaphore_project_id: 4\n",
+        "conf.yml"
+      ).pipe(withEnv({ SEMAPHORE_TIMEOUT: "1.5" }))
+      assert.strictEqual(set.semaphore.requestTimeoutMs, 1_500)
+      assert.strictEqual(set.semaphore.username, "admin")
+      assert.strictEqual(set.semaphore.password, "secret")
+      assert.strictEqual(set.semaphore.projectId, 4)
+      assert.strictEqual((yield* failure("semaphore_timeout: 0\n")).path, "semaphore_timeout")
+      const half = yield* failure("semaphore_username: admin\n")
+      assert.strictEqual(
+        half.message,
+        "conf.yml: semaphore_password: required (or env SEMAPHORE_PASSWORD) with semaphore_username"
+      )
+      // Without the server a Semaphore service cannot start at all: still an error.
+      const noServer = yield* failure(
+        "services:\n  a: { base_url: 'http://h:1', semaphore_enabled: true, semaphore_start_template_id: 1 }\n"
+      )
+      assert.strictEqual(noServer.path, "semaphore_base_url")
+    })
+  )
+
+  it.effect("booleans: true/false, yes/no, on/off, 1/0 in any case, in the environment and in the file", () =>
+    Effect.gen(function* () {
+      const yaml =
+        "semaphore_base_url: http://s:3000\nsemaphore_api_key: t\nauth: { forward_authorization: 'Yes' }\n" +
+        "services:\n  a: { base_url: 'http://h:1', semaphore_start_template_id: 1 }\n"
+      for (const [value, kind] of [
+        ["yes", "semaphore"],
+        ["YES", "semaphore"],
+        ["On", "semaphore"],
+        ["1", "semaphore"],
+        ["true", "semaphore"],
+        ["TRUE", "semaphore"],
+        ["no", "external"],
+        ["Off", "external"],
+        ["0", "external"],
+        ["False", "external"]
+      ] as const) {
+        const settings = yield* parse(yaml, "conf.yml").pipe(withEnv({ A_SEMAPHORE_ENABLED: value }))
+        assert.strictEqual(settings.services.get("a")!.kind, kind, value)
+        assert.isTrue(settings.auth.forwardAuthorization)
+      }
+      const bad = yield* failure(yaml, { A_SEMAPHORE_ENABLED: "maybe" })
+      assert.strictEqual(bad.file, "environment variable A_SEMAPHORE_ENABLED")
+      assert.strictEqual(bad.path, "services.a.semaphore_enabled")
+      assert.match(bad.problem, /yes\/no, on\/off, 1\/0/)
+    })
+  )
+
+  it.effect("strategy, instances and routing are accepted with exactly one deprecation warning each", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `services:
+  ollama:
+    base_url: "http://localhost:11434"
+    strategy: "model_router"
+    instances:
+      - { url: "http://ollama-a:11434", region: "us-east" }
+    routing:
+      model_key: "model"
+      by_model: { llama3: "http://ollama-a:11434" }
+  quiet: { base_url: "http://localhost:1", strategy: null }
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      assert.deepStrictEqual(
+        settings.warnings.map((w) => [w.key, w.kind]),
+        [
+          ["services.ollama.strategy", "deprecated"],
+          ["services.ollama.instances", "deprecated"],
+          ["services.ollama.routing", "deprecated"]
+        ]
+      )
+      assert.include(settings.warnings[0]!.message, "routing_rules")
+      const ollama = settings.services.get("ollama")!
+      assert.strictEqual(ollama.strategy, "model_router")
+      assert.notProperty(ollama, "instances")
+      assert.notProperty(ollama, "routing")
+    })
+  )
+})
+
+describe("two local processes on one host and port", () => {
+  const proc = (id: string, url: string, extra = "") =>
+    `  ${id}: { base_url: "${url}", command: ["node", "x.js"]${extra} }\n`
+
+  it.effect("are refused, naming both; this host's names are one host, a missing port is the scheme's", () =>
+    Effect.gen(function* () {
+      for (const [a, b] of [
+        ["http://127.0.0.1:9000", "http://localhost:9000"],
+        ["http://[::1]:9000", "http://0.0.0.0:9000/api"],
+        ["http://localhost", "http://127.0.0.1:80"],
+        ["https://LOCALHOST", "https://[::1]:443"]
+      ] as const) {
+        const error = yield* failure(`services:\n${proc("first", a)}${proc("second", b)}`)
+        assert.strictEqual(error.path, "services.second.base_url", `${a} ${b}`)
+        assert.strictEqual(
+          error.problem,
+          `${b} is the address of service "first" too (${a}): two local processes cannot listen on one host and port`
+        )
+      }
+    })
+  )
+
+  it.effect("other ports, schemes, hosts or an external service on the same port are fine", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `services:
+${proc("a", "http://127.0.0.1:9000")}${proc("b", "http://127.0.0.1:9001")}${proc("c", "https://localhost")}${proc("d", "http://localhost")}${proc("e", "http://other.lan:9000")}  f: { base_url: "http://127.0.0.1:9000" }
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      assert.strictEqual(settings.services.size, 6)
+    })
+  )
+
+  it.effect("{host} URLs compare as they resolve on each machine", () =>
+    Effect.gen(function* () {
+      const machines = "machines:\n  laptop: { host: 127.0.0.1 }\n  gpu: { host: gpu.lan }\nservices:\n"
+      const apart = yield* parse(
+        `${machines}${proc("a", "http://{host}:11434", ", machines: [gpu]")}${proc("b", "http://{host}:11434", ", machines: [laptop]")}`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      assert.strictEqual(apart.services.size, 2)
+      const sameMachine = yield* failure(
+        `${machines}${proc("a", "http://{host}:11434", ", machines: [gpu, laptop]")}${proc("b", "http://127.0.0.1:11434")}`
+      )
+      assert.strictEqual(sameMachine.path, "services.b.base_url")
+      assert.include(sameMachine.problem, 'service "a"')
+      // Without machines, {host} is this host.
+      const local = yield* failure(`services:\n${proc("a", "http://{host}:9000")}${proc("b", "http://127.0.0.1:9000")}`)
+      assert.include(local.problem, 'service "a"')
+      const remote = yield* failure(
+        `${machines}${proc("a", "http://{host}:1", ", machines: [gpu]")}${proc("b", "http://gpu.lan:1")}`
+      )
+      assert.include(remote.problem, 'service "a"')
+    })
+  )
+
+  it.effect("a colliding URL set by the environment names the variable", () =>
+    Effect.gen(function* () {
+      const error = yield* failure(
+        `services:\n${proc("a", "http://127.0.0.1:9000")}${proc("b", "http://127.0.0.1:9001")}`,
+        {
+          B_BASE_URL: "http://localhost:9000"
+        }
+      )
+      assert.strictEqual(error.file, "environment variable B_BASE_URL")
+      assert.strictEqual(error.path, "services.b.base_url")
+    })
+  )
+})
+
+describe("HestiaConfig.load: which file", () => {
+  const dir = tempDir("hestia-load-")
+  const file = Path.join(dir, "hestia.yml")
+  writeFileSync(file, "services:\n  a: { base_url: 'http://h:1' }\n")
+  const loadWith = (env: Record<string, string>) =>
+    Effect.either(load.pipe(Effect.provide(NodeContext.layer), withEnv(env)))
+
+  it.effect("a path that exists but cannot be read is a ConfigError naming it, never the embedded default", () =>
+    Effect.gen(function* () {
+      const folder = Path.join(dir, "a-folder")
+      mkdirSync(folder)
+      for (const [path, problem] of [
+        [folder, /^cannot read: it is a directory, not a file$/],
+        // Root reads every file whatever its mode: an I/O error is the honest unreadable file here.
+        ["/proc/self/mem", /^cannot read: .*EIO/],
+        [Path.join(file, "below-a-file.yml"), /^cannot read: .*ENOTDIR/]
+      ] as const) {
+        for (const variable of ["HESTIA_CONFIG", "HESTIA_CONFIG_PATH"]) {
+          const result = yield* loadWith({ [variable]: path })
+          assert.isTrue(Either.isLeft(result), path)
+          const error = (result as Either.Left<any, any>).left
+          assert.strictEqual(error._tag, "ConfigError")
+          assert.strictEqual(error.file, path)
+          assert.match(error.problem, problem)
+          assert.notInclude(error.message, "\n")
+        }
+      }
+    })
+  )
+
+  it.effect("HESTIA_CONFIG_PATH is an alias of HESTIA_CONFIG; HESTIA_CONFIG wins when both are set", () =>
+    Effect.gen(function* () {
+      const alias = yield* loadWith({ HESTIA_CONFIG_PATH: file })
+      assert.isTrue(Either.isRight(alias))
+      const settings = (alias as Either.Right<any, any>).right
+      assert.strictEqual(settings.source, file)
+      assert.deepStrictEqual(settings.warnings, [])
+      const both = yield* loadWith({ HESTIA_CONFIG: file, HESTIA_CONFIG_PATH: Path.join(dir, "other.yml") })
+      const winner = (both as Either.Right<any, any>).right
+      assert.strictEqual(winner.source, file)
+      assert.deepStrictEqual(
+        winner.warnings.map((w: any) => [w.key, w.kind]),
+        [["HESTIA_CONFIG_PATH", "warning"]]
+      )
+      const missing = yield* loadWith({ HESTIA_CONFIG_PATH: Path.join(dir, "absent.yml") })
+      assert.strictEqual((missing as Either.Left<any, any>).left.problem, "file not found (HESTIA_CONFIG_PATH)")
     })
   )
 })

@@ -1,0 +1,132 @@
+import { Effect } from "effect"
+import { ConfigError } from "../domain/Errors.ts"
+import { FALLBACK_MACHINE, labelsMatch, targetsFor } from "../domain/Placement.ts"
+import type { ConfigWarning, Settings } from "./Settings.ts"
+
+// Rules across keys, checked once the file decoded: each fails with the key path it is about, or warns.
+
+const fail = (settings: Settings, path: string, problem: string) =>
+  new ConfigError({ file: settings.source, path, problem })
+
+const references = (settings: Settings) =>
+  Effect.forEach(settings.services.values(), (service) =>
+    Effect.gen(function* () {
+      for (const machine of service.machines) {
+        if (!settings.machines.has(machine)) {
+          return yield* fail(
+            settings,
+            `services.${service.id}.machines`,
+            `unknown machine "${machine}" (not under machines:)`
+          )
+        }
+      }
+      if (service.kind === "semaphore" && service.semaphore.startTemplateId === undefined) {
+        return yield* fail(
+          settings,
+          `services.${service.id}.semaphore_start_template_id`,
+          "required when semaphore_enabled is true"
+        )
+      }
+    })
+  )
+
+/**
+ * A Semaphore service cannot start without the server: an error. Without credentials its starts fail with
+ * `SemaphoreAuthFailed`, which is a warning only, so that the first Hestia's example config (token commented out) loads.
+ */
+const semaphore = (settings: Settings) =>
+  Effect.gen(function* () {
+    const { apiKey, username, password, baseUrl } = settings.semaphore
+    if ((username === undefined) !== (password === undefined)) {
+      const [path, variable, other] =
+        username === undefined
+          ? ["semaphore_username", "SEMAPHORE_USERNAME", "semaphore_password"]
+          : ["semaphore_password", "SEMAPHORE_PASSWORD", "semaphore_username"]
+      return yield* fail(settings, path, `required (or env ${variable}) with ${other}`)
+    }
+    const services = [...settings.services.values()].filter((service) => service.kind === "semaphore")
+    if (services.length === 0) return []
+    if (baseUrl === undefined) {
+      return yield* fail(
+        settings,
+        "semaphore_base_url",
+        `required (or env SEMAPHORE_BASE_URL) because service "${services[0]!.id}" has semaphore_enabled: true`
+      )
+    }
+    if (apiKey !== undefined || username !== undefined) return []
+    const warning: ConfigWarning = {
+      key: "semaphore_api_key",
+      message:
+        "no Semaphore credentials (semaphore_api_key, or semaphore_username and semaphore_password; env " +
+        `SEMAPHORE_API_KEY, SEMAPHORE_USERNAME, SEMAPHORE_PASSWORD): starts of ${services.map((s) => s.id).join(", ")} ` +
+        "will fail with SemaphoreAuthFailed",
+      kind: "warning"
+    }
+    return [warning]
+  })
+
+const routingRules = (settings: Settings) =>
+  Effect.forEach(settings.routingRules, (rule, index) =>
+    Effect.gen(function* () {
+      const at = (path: string, problem: string) => fail(settings, `routing_rules.${index}${path}`, problem)
+      for (const [i, pattern] of (rule.services ?? []).entries()) {
+        if (!pattern.includes("*") && !settings.services.has(pattern)) {
+          return yield* at(`.services.${i}`, `unknown service "${pattern}" (not under services:)`)
+        }
+      }
+      for (const [i, step] of rule.prefer.entries()) {
+        if (step._tag === "Machine" && !settings.machines.has(step.machineId)) {
+          return yield* at(`.prefer.${i}`, `unknown machine "${step.machineId}" (not under machines:)`)
+        }
+        if (step._tag === "Labels" && ![...settings.machines.values()].some((m) => labelsMatch(m, step.labels))) {
+          return yield* at(`.prefer.${i}`, `no machine has the labels ${JSON.stringify(step.labels)}`)
+        }
+      }
+    })
+  )
+
+/** Every name of this host's loopback and wildcard addresses: a process listening on one answers on the others. */
+const thisHost = new Set(["localhost", "127.0.0.1", "[::1]", "0.0.0.0", "[::]"])
+
+/** `host:port` of a URL, with this host's names made one and the scheme's default port written out. */
+export const addressOf = (url: string) => {
+  const parsed = new URL(url)
+  const host = thisHost.has(parsed.hostname) ? "localhost" : parsed.hostname
+  return `${host}:${parsed.port === "" ? (parsed.protocol === "https:" ? "443" : "80") : parsed.port}`
+}
+
+/**
+ * Two local processes cannot listen on one address: the second dies of EADDRINUSE while the first answers its
+ * health URL, and gets its requests. `{host}` URLs are compared as they resolve on each machine of the service.
+ */
+const processAddresses = (settings: Settings) =>
+  Effect.gen(function* () {
+    const owners = new Map<string, { readonly serviceId: string; readonly url: string }>()
+    for (const service of settings.services.values()) {
+      if (service.kind !== "process") continue
+      for (const target of targetsFor(service, settings)) {
+        if (target.machineId === FALLBACK_MACHINE) continue
+        const address = addressOf(target.baseUrl)
+        const owner = owners.get(address)
+        if (owner === undefined) owners.set(address, { serviceId: service.id, url: target.baseUrl })
+        else if (owner.serviceId !== service.id) {
+          return yield* fail(
+            settings,
+            `services.${service.id}.base_url`,
+            `${target.baseUrl} is the address of service "${owner.serviceId}" too (${owner.url}): two local ` +
+              "processes cannot listen on one host and port"
+          )
+        }
+      }
+    }
+  })
+
+/** All cross-key rules; the warnings of those that only warn. */
+export const check = (settings: Settings) =>
+  Effect.gen(function* () {
+    yield* references(settings)
+    const warnings = yield* semaphore(settings)
+    yield* routingRules(settings)
+    yield* processAddresses(settings)
+    return warnings
+  })

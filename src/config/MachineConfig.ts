@@ -1,0 +1,31 @@
+import { Schema } from "effect"
+import { orUndefined } from "./Fields.ts"
+
+export const LabelValue = Schema.Union(Schema.String, Schema.Number, Schema.Boolean)
+export type LabelValue = typeof LabelValue.Type
+
+export const Labels = Schema.Record({ key: Schema.String, value: LabelValue })
+
+const machineFields = {
+  /** Fills `{host}` in a service's URLs. */
+  host: Schema.NonEmptyString,
+  /** The name Semaphore's playbooks know the machine by. */
+  semaphoreMachineId: orUndefined(Schema.String).pipe(Schema.fromKey("semaphore_machine_id")),
+  /** Free-form, for routing rules (and strategies, later). */
+  labels: Schema.optionalWith(Labels, { default: () => ({}) })
+}
+
+/** A machine a service can run on; `id` is its key under `machines:`. */
+export const MachineConfig = Schema.Struct({ id: Schema.String, ...machineFields })
+export type MachineConfig = typeof MachineConfig.Type
+
+/** `machines:`, in file order. */
+export const Machines = Schema.transform(
+  Schema.Record({ key: Schema.String, value: Schema.Struct(machineFields) }),
+  Schema.ReadonlyMapFromSelf({ key: Schema.String, value: Schema.typeSchema(MachineConfig) }),
+  {
+    strict: true,
+    decode: (entries) => new Map(Object.entries(entries).map(([id, machine]) => [id, { id, ...machine }] as const)),
+    encode: (machines) => Object.fromEntries([...machines].map(([id, { id: _, ...machine }]) => [id, machine] as const))
+  }
+)

@@ -1,0 +1,123 @@
+import { Schema, Struct } from "effect"
+import { Flag, fileKeys, HttpUrl, Millis, orUndefined, PositiveInt, SecondsAsMillis } from "./Fields.ts"
+
+// A service is one flat mapping in the file (the first Hestia's keys, plus ours). Each field below is the whole
+// declaration of one key: its domain name, its file key, its check and its default. Adding a key is one line here;
+// `<SERVICE>_<KEY>` environment overrides follow from the file keys.
+
+export const OrchestratorKind = Schema.Literal("process", "semaphore", "external")
+export type OrchestratorKind = typeof OrchestratorKind.Type
+
+/** argv; a string command in the file runs through `/bin/sh -c`. */
+const Command = Schema.transform(
+  Schema.Union(Schema.NonEmptyArray(Schema.String), Schema.NonEmptyString),
+  Schema.Array(Schema.String),
+  {
+    strict: true,
+    decode: (command) => (typeof command === "string" ? ["/bin/sh", "-c", command] : command),
+    encode: (argv) => argv as readonly [string, ...Array<string>]
+  }
+)
+
+/** The `semaphore_*` keys of a service, gathered under `semaphore` in the domain type. */
+export const SemaphoreServiceSettings = Schema.Struct({
+  enabled: Schema.optionalWith(Flag, { default: () => false }).pipe(Schema.fromKey("semaphore_enabled")),
+  machineId: orUndefined(Schema.String).pipe(Schema.fromKey("semaphore_machine_id")),
+  startTemplateId: orUndefined(Schema.Int).pipe(Schema.fromKey("semaphore_start_template_id")),
+  stopTemplateId: orUndefined(Schema.Int).pipe(Schema.fromKey("semaphore_stop_template_id")),
+  taskTimeoutMs: Schema.optionalWith(SecondsAsMillis, { default: () => 300_000 }).pipe(
+    Schema.fromKey("semaphore_task_timeout")
+  ),
+  pollIntervalMs: Schema.optionalWith(SecondsAsMillis, { default: () => 2_000 }).pipe(
+    Schema.fromKey("semaphore_poll_interval")
+  )
+})
+export type SemaphoreServiceSettings = typeof SemaphoreServiceSettings.Type
+
+const serviceFields = {
+  baseUrl: HttpUrl.pipe(Schema.propertySignature, Schema.fromKey("base_url")),
+  healthUrl: orUndefined(HttpUrl).pipe(Schema.fromKey("health_url")),
+  warmupMs: Schema.optionalWith(Millis, { default: () => 2_000 }).pipe(Schema.fromKey("warmup_ms")),
+  idleTimeoutMs: Schema.optionalWith(Millis, { default: () => 300_000 }).pipe(Schema.fromKey("idle_timeout_ms")),
+  queueSize: Schema.optionalWith(PositiveInt, { default: () => 100 }).pipe(Schema.fromKey("queue_size")),
+  requestTimeoutMs: Schema.optionalWith(SecondsAsMillis, { default: () => 60_000 }).pipe(
+    Schema.fromKey("request_timeout_seconds")
+  ),
+  retryCount: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 2 }).pipe(Schema.fromKey("retry_count")),
+  retryDelayMs: Schema.optionalWith(Millis, { default: () => 1_000 }).pipe(Schema.fromKey("retry_delay_ms")),
+  fallbackUrl: orUndefined(HttpUrl).pipe(Schema.fromKey("fallback_url")),
+  machines: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] }),
+  command: orUndefined(Command),
+  cwd: orUndefined(Schema.String),
+  env: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { default: () => ({}) }),
+  stopGraceMs: Schema.optionalWith(Millis, { default: () => 5_000 }).pipe(Schema.fromKey("stop_grace_ms")),
+  /** No strategies yet: kept as written, with a deprecation warning (see `deprecatedServiceKeys`). */
+  strategy: orUndefined(Schema.String)
+}
+
+/**
+ * Keys of the first Hestia that mean nothing here yet, and what to use instead. Each one set (not null) is accepted
+ * with one warning.
+ */
+export const deprecatedServiceKeys: Readonly<Record<string, string>> = {
+  strategy: "strategies are not supported yet and the key is ignored; place a service with machines: or routing_rules:",
+  instances:
+    "several instances behind one service are not supported yet and the key is ignored; declare one service per instance, or list machines: with {host} in base_url",
+  routing:
+    "routing requests by their content is not supported yet and the key is ignored; declare one service per upstream (e.g. per model)"
+}
+
+/** Accepted (with their warning) and dropped: nothing reads them. `strategy` stays, as written, for the strategies work. */
+const droppedFields = { instances: Schema.optional(Schema.Unknown), routing: Schema.optional(Schema.Unknown) }
+const droppedKeys = Object.keys(droppedFields) as Array<keyof typeof droppedFields>
+const semaphoreKeys = Object.keys(SemaphoreServiceSettings.fields) as Array<
+  keyof typeof SemaphoreServiceSettings.fields
+>
+
+/** A service as the rest of the gateway reads it: its id (the key under `services:`) and its orchestrator kind. */
+export const ServiceConfig = Schema.Struct({
+  id: Schema.String,
+  kind: OrchestratorKind,
+  ...serviceFields,
+  semaphore: SemaphoreServiceSettings
+})
+export type ServiceConfig = typeof ServiceConfig.Type
+
+const kindOf = (service: Omit<ServiceConfig, "id" | "kind">): OrchestratorKind =>
+  service.semaphore.enabled ? "semaphore" : service.command !== undefined ? "process" : "external"
+
+/** One entry under `services:` (the file's flat mapping), decoded to a `ServiceConfig` once its id is known. */
+const ServiceEntry = Schema.transform(
+  Schema.Struct({ ...serviceFields, ...SemaphoreServiceSettings.fields, ...droppedFields }),
+  Schema.typeSchema(Schema.Struct({ ...serviceFields, semaphore: SemaphoreServiceSettings })),
+  {
+    strict: true,
+    decode: (flat) => ({
+      ...Struct.omit(flat, ...droppedKeys, ...semaphoreKeys),
+      semaphore: Struct.pick(flat, ...semaphoreKeys)
+    }),
+    encode: ({ semaphore, ...rest }) => ({ ...rest, ...semaphore })
+  }
+)
+
+const ServiceId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, {
+    message: () => "service ids use letters, digits, '-' and '_' only"
+  })
+)
+
+/** `services:`, in file order. */
+export const Services = Schema.transform(
+  Schema.Record({ key: ServiceId, value: ServiceEntry }),
+  Schema.ReadonlyMapFromSelf({ key: Schema.String, value: Schema.typeSchema(ServiceConfig) }),
+  {
+    strict: true,
+    decode: (entries) =>
+      new Map(Object.entries(entries).map(([id, entry]) => [id, { id, kind: kindOf(entry), ...entry }] as const)),
+    encode: (services) =>
+      Object.fromEntries([...services].map(([id, { id: _, kind: __, ...entry }]) => [id, entry] as const))
+  }
+)
+
+/** The file keys of a service (`base_url`, `semaphore_enabled`, ...), for `<SERVICE>_<KEY>` overrides. */
+export const serviceFileKeys = fileKeys(ServiceEntry)
