@@ -2,7 +2,8 @@ import { hash, randomBytes, timingSafeEqual } from "node:crypto"
 import { Effect, Runtime } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { Unauthorized } from "../domain/Errors.ts"
-import { Store } from "../store/Store.ts"
+import { ActivityLog } from "../store/ActivityLog.ts"
+import { AuthKeys } from "../store/AuthKeys.ts"
 
 /**
  * Keys are stored as SHA-256: they are 256-bit random strings, so a slow password hash would add latency to every
@@ -65,11 +66,13 @@ const MAINTENANCE_MS = 5_000
 export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
   scoped: Effect.gen(function* () {
     const config = yield* HestiaConfig
-    const store = yield* Store
+    const store = yield* AuthKeys
+    const activity = yield* ActivityLog
     const clock = yield* Effect.clock
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
 
-    yield* store.syncConfigKeys(config.auth.apiKeys.map(hashKey))
+    const configHashes = config.auth.apiKeys.map(hashKey)
+    yield* store.syncConfigKeys(configHashes)
 
     let keys: ReadonlyArray<{ readonly hash: string; readonly digest: Buffer }> = []
     let enabled = false
@@ -77,12 +80,16 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
     const strip = new Set<string>()
 
     // Enabled by keys in the config, or by any key added with the CLI, even if disabled since: disabling the last
-    // key locks the API rather than opening it.
+    // key locks the API rather than opening it. The config's keys count even when the database could not record
+    // them (a read-only file): only a row that disables one turns it off.
     const reload = Effect.gen(function* () {
       const rows = yield* store.authKeys()
-      keys = rows
-        .filter((row) => row.disabledAt === null)
-        .map((row) => ({ hash: row.hash, digest: Buffer.from(row.hash, "hex") }))
+      const disabled = new Set(rows.filter((row) => row.disabledAt !== null).map((row) => row.hash))
+      const usable = new Set([
+        ...rows.filter((row) => row.disabledAt === null).map((row) => row.hash),
+        ...configHashes.filter((hash) => !disabled.has(hash))
+      ])
+      keys = Array.from(usable, (hash) => ({ hash, digest: Buffer.from(hash, "hex") }))
       enabled = config.auth.apiKeys.length > 0 || rows.some((row) => row.source === "cli")
       strip.clear()
       if (enabled) {
@@ -108,6 +115,12 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
       runFork(
         flushUsed.pipe(
           Effect.zipRight(reload),
+          // The keys in memory stay as they were: the next maintenance tries again.
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("could not reload API keys", cause).pipe(
+              Effect.annotateLogs({ event: "auth_reload_failed" })
+            )
+          ),
           Effect.ensuring(
             Effect.sync(() => {
               maintaining = false
@@ -176,7 +189,7 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
         Effect.logWarning(`request denied: ${reason}`).pipe(
           Effect.annotateLogs({ event: "auth_denied", ...detail, serviceId: request.serviceId, requestId }),
           Effect.zipRight(
-            store.append({ ts: now, type: "auth_denied", serviceId: request.serviceId, requestId, detail })
+            activity.append({ ts: now, type: "auth_denied", serviceId: request.serviceId, requestId, detail })
           )
         )
       )
@@ -222,5 +235,5 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
       strip: strip as ReadonlySet<string>
     }
   }),
-  dependencies: [Store.Default]
+  dependencies: [AuthKeys.Default, ActivityLog.Default]
 }) {}

@@ -26,7 +26,8 @@ import { tagError } from "../observability/Telemetry.ts"
 import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
 import { type AutomationView, SemaphoreTasks } from "../orchestrators/SemaphoreTasks.ts"
 import { Readiness } from "../readiness/Readiness.ts"
-import { type PersistedService, Store } from "../store/Store.ts"
+import { ActivityLog } from "../store/ActivityLog.ts"
+import { type PersistedService, ServiceRows } from "../store/ServiceRows.ts"
 import { type LifecycleEvent, LifecycleEvents, type ServiceStatus, type StartTrigger } from "./LifecycleEvents.ts"
 
 export type { ServiceStatus, StartTrigger }
@@ -100,7 +101,9 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const readiness = yield* Readiness
     const events = yield* LifecycleEvents
     const semaphoreTasks = yield* SemaphoreTasks
-    const store = yield* Store
+    const store = yield* ServiceRows
+    // Opened when a request ends; the last-activity flush below sleeps on it, so an idle gateway does no periodic work.
+    const lastActivityChanged = yield* Effect.makeLatch(false)
     const clock = yield* Effect.clock
     const scope: Scope.Scope = yield* Effect.scope
 
@@ -164,8 +167,8 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           released = true
           entry.inFlight--
           entry.lastActivity = clock.unsafeCurrentTimeMillis()
-          // A flag for the Store's batched writer, not a write.
-          store.lastActivityChanged()
+          // A flag for the batched last-activity flush, not a write.
+          lastActivityChanged.unsafeOpen()
         }
       }
     }
@@ -679,7 +682,24 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       concurrency: "unbounded",
       discard: true
     })
-    yield* store.trackLastActivity(() => Array.from(entries.values(), (e) => [e.service.id, e.lastActivity] as const))
+    // Last activity: the stamps that changed, written at most once a second (never per request) and once at shutdown.
+    const flushed = new Map(Array.from(entries.values(), (e) => [e.service.id, e.lastActivity] as const))
+    const flushLastActivity = Effect.suspend(() => {
+      const changed: Array<readonly [string, number]> = []
+      for (const { service, lastActivity } of entries.values()) {
+        if (lastActivity > 0 && flushed.get(service.id) !== lastActivity) changed.push([service.id, lastActivity])
+      }
+      for (const [serviceId, at] of changed) flushed.set(serviceId, at)
+      return store.recordLastActivity(changed)
+    })
+    yield* lastActivityChanged.await.pipe(
+      Effect.zipRight(Effect.sleep("1 second")),
+      Effect.zipRight(lastActivityChanged.close),
+      Effect.zipRight(flushLastActivity),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    yield* Effect.addFinalizer(() => flushLastActivity)
 
     const status = Effect.fn("ServiceRegistry.status")(function* (serviceId: string) {
       return yield* view(yield* lookup(serviceId))
@@ -699,5 +719,6 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       has: (serviceId: string) => entries.has(serviceId)
     }
   }),
-  dependencies: [Readiness.Default, LifecycleEvents.Default, Store.Default]
+  // ActivityLog is built before the registry so that the timeline sees restore's first events.
+  dependencies: [Readiness.Default, LifecycleEvents.Default, ServiceRows.Default, ActivityLog.Default]
 }) {}

@@ -4,7 +4,8 @@ import { Effect, Layer, TestClock } from "effect"
 import { beforeEach, vi } from "vitest"
 import { Auth, guardFor, hashKey, newKey, presentedKey, type RequestInfo } from "../../src/auth/Auth.ts"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
-import { Store } from "../../src/store/Store.ts"
+import { ActivityLog } from "../../src/store/ActivityLog.ts"
+import { AuthKeys } from "../../src/store/AuthKeys.ts"
 import { eventually } from "../fixtures/Gateway.ts"
 
 // Spy on the comparison Auth uses, to show it is the constant-time one and that it never stops at the first match.
@@ -25,7 +26,7 @@ const keysYaml = `auth:
   dashboard: { username: admin, password: "p4ss:word" }`
 
 const authLayer = (text: string) =>
-  Layer.mergeAll(Auth.Default, Store.Default).pipe(Layer.provide(HestiaConfig.layerYaml(text)))
+  Layer.mergeAll(Auth.Default, AuthKeys.Default, ActivityLog.Default).pipe(Layer.provide(HestiaConfig.layerYaml(text)))
 
 const request = (headers: Record<string, string> = {}, url = "/v1/services", method = "GET"): RequestInfo => ({
   method,
@@ -35,8 +36,8 @@ const request = (headers: Record<string, string> = {}, url = "/v1/services", met
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
 
-const deniedRows = (store: Store) =>
-  Effect.map(store.activity({ limit: 1000 }), (rows) => rows.filter((r) => r.type === "auth_denied"))
+const deniedRows = (log: ActivityLog) =>
+  Effect.map(log.activity({ limit: 1000 }), (rows) => rows.filter((r) => r.type === "auth_denied"))
 
 describe("Auth", () => {
   it("hashes keys with SHA-256 and reads X-API-Key or Authorization: Bearer", () => {
@@ -56,7 +57,7 @@ describe("Auth", () => {
 
   it.effect("keys from the config are stored as hashes only, labelled config-N", () =>
     Effect.gen(function* () {
-      const rows = yield* Effect.flatMap(Store, (store) => store.authKeys())
+      const rows = yield* Effect.flatMap(AuthKeys, (store) => store.authKeys())
       assert.deepStrictEqual(
         rows.map((r) => [r.label, r.source, r.hash]),
         KEYS.map((key, i) => [`config-${i + 1}`, "config", hashKey(key)])
@@ -132,7 +133,7 @@ describe("Auth", () => {
   it.effect("denials are activity rows without the key, at most 10 a second, the rest counted", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
-      const store = yield* Store
+      const store = yield* ActivityLog
       const secret = "hk_this-is-a-wrong-key-that-must-not-be-recorded"
       for (let i = 0; i < 25; i++) {
         auth.check({
@@ -164,7 +165,7 @@ describe("Auth", () => {
   it.effect("last use is written in batches, and keys disabled with the CLI stop working within seconds", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
-      const store = yield* Store
+      const store = yield* AuthKeys
       assert.isUndefined(auth.check(request({ "x-api-key": KEYS[1]! })))
       assert.isNull((yield* store.authKeys())[1]!.lastUsedAt)
       yield* store.disableKey("config-2")
@@ -199,13 +200,16 @@ describe("Auth", () => {
 
   it.effect("a key added with the CLI turns auth on; disabling every key keeps it on (locked, not open)", () =>
     Effect.gen(function* () {
-      const store = yield* Store
+      const store = yield* AuthKeys
       const key = newKey()
       yield* store.addKey("laptop", hashKey(key))
       yield* store.disableKey("laptop")
       const auth = yield* Effect.provide(Auth, Auth.DefaultWithoutDependencies)
       assert.isTrue(auth.enabled())
       assert.strictEqual(auth.check(request({ "x-api-key": key }))?.reason, "invalid API key")
-    }).pipe(Effect.provide(Store.Default), Effect.provide(HestiaConfig.layerYaml(yaml(""))))
+    }).pipe(
+      Effect.provide(Layer.mergeAll(AuthKeys.Default, ActivityLog.Default)),
+      Effect.provide(HestiaConfig.layerYaml(yaml("")))
+    )
   )
 })
