@@ -1,5 +1,5 @@
 import { hash, randomBytes, timingSafeEqual } from "node:crypto"
-import { Effect, Runtime } from "effect"
+import { Effect, FiberSet } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { Unauthorized } from "../domain/Errors.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
@@ -69,7 +69,9 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
     const store = yield* AuthKeys
     const activity = yield* ActivityLog
     const clock = yield* Effect.clock
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // Denial logging and key maintenance run off the request path, on fibers of this service's scope.
+    const background = yield* FiberSet.make()
+    const runFork = yield* FiberSet.runtime(background)<never>()
 
     const configHashes = config.auth.apiKeys.map(hashKey)
     yield* store.syncConfigKeys(configHashes)
@@ -129,7 +131,8 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
         )
       )
     }
-    yield* Effect.addFinalizer(() => flushUsed)
+    // At shutdown: what is running finishes (a denial row, a maintenance), then the last uses are written.
+    yield* Effect.addFinalizer(() => FiberSet.awaitEmpty(background).pipe(Effect.zipRight(flushUsed)))
 
     if (!enabled) {
       yield* Effect.logWarning("authentication is disabled: anyone who can reach this port can use every service").pipe(

@@ -1,12 +1,14 @@
 import { createHash, timingSafeEqual } from "node:crypto"
+import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Context, Effect, Layer, TestClock } from "effect"
 import { beforeEach, vi } from "vitest"
 import { Auth, guardFor, hashKey, newKey, presentedKey, type RequestInfo } from "../../src/auth/Auth.ts"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { ActivityLog } from "../../src/store/ActivityLog.ts"
 import { AuthKeys } from "../../src/store/AuthKeys.ts"
-import { eventually } from "../fixtures/Gateway.ts"
+import { eventually, tempDir } from "../fixtures/Gateway.ts"
+import { captureLogs } from "../fixtures/Observability.ts"
 
 // Spy on the comparison Auth uses, to show it is the constant-time one and that it never stops at the first match.
 vi.mock("node:crypto", async (importOriginal) => {
@@ -211,5 +213,44 @@ describe("Auth", () => {
       Effect.provide(Layer.mergeAll(AuthKeys.Default, ActivityLog.Default)),
       Effect.provide(HestiaConfig.layerYaml(yaml("")))
     )
+  )
+})
+
+describe("Auth's background work belongs to its scope", () => {
+  it.effect("a stop awaits the denials made just before it, then writes last use; after it nothing more runs", () =>
+    Effect.gen(function* () {
+      const database = Path.join(tempDir(), "hestia.db")
+      const text = `database: ${JSON.stringify(database)}\n${yaml(keysYaml)}`
+      const lines: Array<string> = []
+      const auth = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const auth = Context.get(yield* Layer.build(authLayer(text)), Auth)
+          assert.isUndefined(auth.check(request({ "x-api-key": KEYS[0]! })))
+          for (let i = 0; i < 10; i++) assert.isDefined(auth.check(request({ "x-request-id": `stop-${i}` })))
+          return auth
+        })
+      ).pipe(Effect.provide(captureLogs(lines)))
+      const deniedLines = () => lines.filter((line) => line.includes('"event":"auth_denied"')).length
+      assert.strictEqual(deniedLines(), 10)
+      // A late request reaching a stopped Auth: refused, but no fiber starts on the closed database.
+      yield* TestClock.adjust("1 second")
+      assert.isDefined(auth.check(request({ "x-request-id": "late" })))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      assert.strictEqual(deniedLines(), 10)
+      assert.isFalse(lines.some((line) => line.includes('"level":"error"') || line.includes('"requestId":"late"')))
+
+      const after = yield* Effect.gen(function* () {
+        const log = yield* ActivityLog
+        return {
+          denied: yield* deniedRows(log),
+          keys: yield* Effect.flatMap(AuthKeys, (keys) => keys.authKeys())
+        }
+      }).pipe(Effect.provide(authLayer(text)))
+      assert.deepStrictEqual(
+        after.denied.map((row) => row.requestId).sort(),
+        Array.from({ length: 10 }, (_, i) => `stop-${i}`).sort()
+      )
+      assert.strictEqual(after.keys[0]!.lastUsedAt, 0)
+    })
   )
 })
