@@ -1,8 +1,9 @@
 import { hash, randomBytes, timingSafeEqual } from "node:crypto"
-import { Effect, Runtime } from "effect"
+import { Effect, FiberSet } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { Unauthorized } from "../domain/Errors.ts"
-import { Store } from "../store/Store.ts"
+import { ActivityLog } from "../store/ActivityLog.ts"
+import { AuthKeys } from "../store/AuthKeys.ts"
 
 /**
  * Keys are stored as SHA-256: they are 256-bit random strings, so a slow password hash would add latency to every
@@ -65,11 +66,15 @@ const MAINTENANCE_MS = 5_000
 export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
   scoped: Effect.gen(function* () {
     const config = yield* HestiaConfig
-    const store = yield* Store
+    const store = yield* AuthKeys
+    const activity = yield* ActivityLog
     const clock = yield* Effect.clock
-    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    // Denial logging and key maintenance run off the request path, on fibers of this service's scope.
+    const background = yield* FiberSet.make()
+    const runFork = yield* FiberSet.runtime(background)<never>()
 
-    yield* store.syncConfigKeys(config.auth.apiKeys.map(hashKey))
+    const configHashes = config.auth.apiKeys.map(hashKey)
+    yield* store.syncConfigKeys(configHashes)
 
     let keys: ReadonlyArray<{ readonly hash: string; readonly digest: Buffer }> = []
     let enabled = false
@@ -77,12 +82,16 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
     const strip = new Set<string>()
 
     // Enabled by keys in the config, or by any key added with the CLI, even if disabled since: disabling the last
-    // key locks the API rather than opening it.
+    // key locks the API rather than opening it. The config's keys count even when the database could not record
+    // them (a read-only file): only a row that disables one turns it off.
     const reload = Effect.gen(function* () {
       const rows = yield* store.authKeys()
-      keys = rows
-        .filter((row) => row.disabledAt === null)
-        .map((row) => ({ hash: row.hash, digest: Buffer.from(row.hash, "hex") }))
+      const disabled = new Set(rows.filter((row) => row.disabledAt !== null).map((row) => row.hash))
+      const usable = new Set([
+        ...rows.filter((row) => row.disabledAt === null).map((row) => row.hash),
+        ...configHashes.filter((hash) => !disabled.has(hash))
+      ])
+      keys = Array.from(usable, (hash) => ({ hash, digest: Buffer.from(hash, "hex") }))
       enabled = config.auth.apiKeys.length > 0 || rows.some((row) => row.source === "cli")
       strip.clear()
       if (enabled) {
@@ -108,6 +117,12 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
       runFork(
         flushUsed.pipe(
           Effect.zipRight(reload),
+          // The keys in memory stay as they were: the next maintenance tries again.
+          Effect.catchAllCause((cause) =>
+            Effect.logWarning("could not reload API keys", cause).pipe(
+              Effect.annotateLogs({ event: "auth_reload_failed" })
+            )
+          ),
           Effect.ensuring(
             Effect.sync(() => {
               maintaining = false
@@ -116,7 +131,8 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
         )
       )
     }
-    yield* Effect.addFinalizer(() => flushUsed)
+    // At shutdown: what is running finishes (a denial row, a maintenance), then the last uses are written.
+    yield* Effect.addFinalizer(() => FiberSet.awaitEmpty(background).pipe(Effect.zipRight(flushUsed)))
 
     if (!enabled) {
       yield* Effect.logWarning("authentication is disabled: anyone who can reach this port can use every service").pipe(
@@ -176,7 +192,7 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
         Effect.logWarning(`request denied: ${reason}`).pipe(
           Effect.annotateLogs({ event: "auth_denied", ...detail, serviceId: request.serviceId, requestId }),
           Effect.zipRight(
-            store.append({ ts: now, type: "auth_denied", serviceId: request.serviceId, requestId, detail })
+            activity.append({ ts: now, type: "auth_denied", serviceId: request.serviceId, requestId, detail })
           )
         )
       )
@@ -222,5 +238,5 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
       strip: strip as ReadonlySet<string>
     }
   }),
-  dependencies: [Store.Default]
+  dependencies: [AuthKeys.Default, ActivityLog.Default]
 }) {}

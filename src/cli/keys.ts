@@ -8,7 +8,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Logger, LogLevel, Schema } from "effect"
 import { hashKey, newKey } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
-import { Store } from "../store/Store.ts"
+import { AuthKeys } from "../store/AuthKeys.ts"
 
 const Label = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
@@ -22,7 +22,7 @@ const time = (ms: number | null) => (ms === null ? "-" : new Date(ms).toISOStrin
 
 const add = Command.make("add", { label }, ({ label }) =>
   Effect.gen(function* () {
-    const store = yield* Store
+    const store = yield* AuthKeys
     const key = newKey()
     yield* store.addKey(label, hashKey(key))
     yield* Console.log(key)
@@ -32,7 +32,7 @@ const add = Command.make("add", { label }, ({ label }) =>
 
 const list = Command.make("list", {}, () =>
   Effect.gen(function* () {
-    const keys = yield* Effect.flatMap(Store, (store) => store.authKeys())
+    const keys = yield* Effect.flatMap(AuthKeys, (store) => store.authKeys())
     if (keys.length === 0) return yield* Console.log("no keys")
     const rows = keys.map((k) => [
       k.label,
@@ -48,7 +48,7 @@ const list = Command.make("list", {}, () =>
 
 const disable = Command.make("disable", { label }, ({ label }) =>
   Effect.gen(function* () {
-    const found = yield* Effect.flatMap(Store, (store) => store.disableKey(label))
+    const found = yield* Effect.flatMap(AuthKeys, (store) => store.disableKey(label))
     if (!found) return yield* Effect.fail(`no key labelled "${label}"`)
     yield* Console.log(`key "${label}" disabled`)
   })
@@ -56,7 +56,7 @@ const disable = Command.make("disable", { label }, ({ label }) =>
 
 const keys = Command.make("keys").pipe(Command.withSubcommands([add, list, disable]))
 
-const StoreLive = Store.Default.pipe(
+const KeysLive = AuthKeys.Default.pipe(
   Layer.provide(HestiaConfig.layer),
   Layer.provide(NodeContext.layer),
   Layer.provide(Logger.minimumLogLevel(LogLevel.Error))
@@ -72,7 +72,7 @@ const failWith = (message: string | undefined) =>
   )
 
 Command.run(keys, { name: "hestia keys", version: "0.1.0" })(process.argv).pipe(
-  Effect.provide(Layer.merge(StoreLive, NodeContext.layer)),
+  Effect.provide(Layer.merge(KeysLive, NodeContext.layer)),
   Effect.catchAll((error) => {
     if (typeof error === "string") return failWith(error)
     switch (error._tag) {

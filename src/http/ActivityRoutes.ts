@@ -2,7 +2,7 @@ import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, ParseResult, Schema } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { BadRequest, UnknownService } from "../domain/Errors.ts"
-import { Store } from "../store/Store.ts"
+import { ActivityLog } from "../store/ActivityLog.ts"
 
 export const DEFAULT_LIMIT = 100
 export const MAX_LIMIT = 1_000
@@ -67,7 +67,7 @@ export const activity = Effect.gen(function* () {
   if (params.serviceId !== undefined && !config.services.has(params.serviceId)) {
     return yield* new UnknownService({ serviceId: params.serviceId })
   }
-  const store = yield* Store
+  const store = yield* ActivityLog
   const limit = params.limit ?? DEFAULT_LIMIT
   const before = params.before
   const rows = yield* store.activity({

@@ -6,6 +6,7 @@ import { BadRequest } from "../domain/Errors.ts"
 import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
+import { StoreHealth } from "../store/StoreHealth.ts"
 import { activity } from "./ActivityRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
@@ -77,14 +78,17 @@ const dispatch = Effect.gen(function* () {
 
 const AUTH_DISABLED_WARNING = "authentication is disabled: anyone who can reach this port can use every service"
 
+/** 200 even when degraded (database writes failing): the gateway still serves, a healthcheck must not kill it. */
 const healthz = Effect.gen(function* () {
   const config = yield* HestiaConfig
   const auth = yield* Auth
+  const store = (yield* StoreHealth).status()
   return yield* HttpServerResponse.json({
-    status: "ok",
+    status: store.writes === "ok" ? "ok" : "degraded",
     services: config.services.size,
     auth: auth.enabled() ? "enabled" : "disabled",
-    ...(auth.enabled() ? {} : { warning: AUTH_DISABLED_WARNING })
+    ...(auth.enabled() ? {} : { warning: AUTH_DISABLED_WARNING }),
+    store
   })
 })
 

@@ -8,7 +8,8 @@ import { Metrics } from "../observability/Metrics.ts"
 import { isServicesUrl, ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
-import { Store } from "../store/Store.ts"
+import { ActivityLog } from "../store/ActivityLog.ts"
+import { StoreHealth } from "../store/StoreHealth.ts"
 import { httpApp } from "./HttpApp.ts"
 
 /**
@@ -50,7 +51,8 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     ServiceProxy.Default,
     ServiceRegistry.Default,
     Auth.Default,
-    Store.Default,
+    ActivityLog.Default,
+    StoreHealth.Default,
     Metrics.Default,
     LifecycleEvents.Default
   ]

@@ -1,6 +1,6 @@
 import { Effect, Layer } from "effect"
 import type { Target } from "../domain/Placement.ts"
-import { Store } from "../store/Store.ts"
+import { ProcessRecords } from "../store/ProcessRecords.ts"
 import * as External from "./External.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
 import * as Process from "./Process.ts"
@@ -25,4 +25,4 @@ export const layer = Layer.scoped(
       reclaim: process.reclaim
     } satisfies OrchestratorShape
   })
-).pipe(Layer.provide(Store.Default), Layer.provideMerge(SemaphoreTasks.layer))
+).pipe(Layer.provide(ProcessRecords.Default), Layer.provideMerge(SemaphoreTasks.layer))

@@ -5,7 +5,7 @@ import { Clock, Deferred, Effect, Exit, FiberId, Layer, Option, Runtime, Schedul
 import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
 import { ProcessExited, SpawnFailed } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
-import { type ProcessRecord, Store } from "../store/Store.ts"
+import { type ProcessRecord, ProcessRecords } from "../store/ProcessRecords.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
 
 interface Child {
@@ -79,7 +79,7 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
 export const make = Effect.gen(function* () {
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
-  const store = yield* Store
+  const store = yield* ProcessRecords
   const config = yield* HestiaConfig
   const scope: Scope.Scope = yield* Effect.scope
   const children = new Map<string, Child>()

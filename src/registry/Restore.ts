@@ -4,7 +4,7 @@ import { StartupFailed } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
 import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
 import { Readiness } from "../readiness/Readiness.ts"
-import type { PersistedService } from "../store/Store.ts"
+import type { PersistedService } from "../store/ServiceRows.ts"
 import type { EventFields } from "./ServiceOwner.ts"
 
 /** How long a service recorded as running may take to answer its health check at start-up. */

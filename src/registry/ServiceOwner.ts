@@ -17,7 +17,7 @@ import type { Target } from "../domain/Placement.ts"
 import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
 import type { AutomationView } from "../orchestrators/SemaphoreTasks.ts"
 import type { Readiness } from "../readiness/Readiness.ts"
-import type { PersistedService } from "../store/Store.ts"
+import type { PersistedService } from "../store/ServiceRows.ts"
 import type { LifecycleEvent, LifecycleEvents } from "./LifecycleEvents.ts"
 import { restore } from "./Restore.ts"
 import {

@@ -6,7 +6,8 @@ import { tagError } from "../observability/Telemetry.ts"
 import type { Orchestrator } from "../orchestrators/Orchestrator.ts"
 import { SemaphoreTasks } from "../orchestrators/SemaphoreTasks.ts"
 import { Readiness } from "../readiness/Readiness.ts"
-import { Store } from "../store/Store.ts"
+import { ActivityLog } from "../store/ActivityLog.ts"
+import { ServiceRows } from "../store/ServiceRows.ts"
 import { LifecycleEvents } from "./LifecycleEvents.ts"
 import * as ServiceOwner from "./ServiceOwner.ts"
 
@@ -22,7 +23,9 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const config = yield* HestiaConfig
     const events = yield* LifecycleEvents
     const semaphoreTasks = yield* SemaphoreTasks
-    const store = yield* Store
+    const store = yield* ServiceRows
+    // Opened when a request ends; the last-activity flush below sleeps on it, so an idle gateway does no periodic work.
+    const lastActivityChanged = yield* Effect.makeLatch(false)
     const scope = yield* Effect.scope
     const fibers = yield* FiberSet.make()
     const context = yield* Effect.context<Orchestrator | Readiness>()
@@ -40,7 +43,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           fibers,
           context,
           automation: semaphoreTasks.automation,
-          activityChanged: store.lastActivityChanged
+          activityChanged: () => lastActivityChanged.unsafeOpen()
         })
       )
     }
@@ -56,7 +59,26 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       concurrency: "unbounded",
       discard: true
     })
-    yield* store.trackLastActivity(() => Array.from(owners.values(), (o) => [o.service.id, o.lastActivity()] as const))
+
+    // Last activity: the stamps that changed, written at most once a second (never per request) and once at shutdown.
+    const flushed = new Map(Array.from(owners.values(), (o) => [o.service.id, o.lastActivity()] as const))
+    const flushLastActivity = Effect.suspend(() => {
+      const changed: Array<readonly [string, number]> = []
+      for (const owner of owners.values()) {
+        const at = owner.lastActivity()
+        if (at > 0 && flushed.get(owner.service.id) !== at) changed.push([owner.service.id, at])
+      }
+      for (const [serviceId, at] of changed) flushed.set(serviceId, at)
+      return store.recordLastActivity(changed)
+    })
+    yield* lastActivityChanged.await.pipe(
+      Effect.zipRight(Effect.sleep("1 second")),
+      Effect.zipRight(lastActivityChanged.close),
+      Effect.zipRight(flushLastActivity),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    yield* Effect.addFinalizer(() => flushLastActivity)
 
     const acquire = Effect.fn("ServiceRegistry.acquire")(function* (serviceId: string, requestId?: string) {
       return yield* (yield* lookup(serviceId)).acquire(requestId)
@@ -95,5 +117,6 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       has: (serviceId: string) => owners.has(serviceId)
     }
   }),
-  dependencies: [Readiness.Default, LifecycleEvents.Default, Store.Default]
+  // ActivityLog is built before the registry so that the timeline sees restore's first events.
+  dependencies: [Readiness.Default, LifecycleEvents.Default, ServiceRows.Default, ActivityLog.Default]
 }) {}

@@ -8,7 +8,7 @@ import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { HttpGateway } from "../../src/http/HttpGateway.ts"
 import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
 import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
-import { Store } from "../../src/store/Store.ts"
+import { AuthKeys } from "../../src/store/AuthKeys.ts"
 import { call, callJson, eventually, freePort, gatewayUrl, processService, tempDir } from "../fixtures/Gateway.ts"
 
 const KEY = newKey()
@@ -35,7 +35,7 @@ const collectLogs = (lines: Array<string>) =>
   )
 
 const gatewayWith = (yaml: string, logs: Array<string>) =>
-  Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, Store.Default).pipe(
+  Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, AuthKeys.Default).pipe(
     Layer.provide(OrchestratorByKind.layer),
     Layer.provide(HestiaConfig.layerYaml(yaml)),
     Layer.provide(NodeContext.layer),
@@ -224,7 +224,7 @@ layer(gatewayWith(auditYaml, auditLogs), { excludeTestServices: true, timeout: "
         assert.strictEqual(bytes.indexOf(key), -1)
         assert.notStrictEqual(bytes.indexOf(hashKey(key)), -1)
       }
-      const keys = yield* Effect.flatMap(Store, (store) => store.authKeys())
+      const keys = yield* Effect.flatMap(AuthKeys, (store) => store.authKeys())
       assert.deepStrictEqual(
         keys.map((k) => [k.label, k.hash]),
         [

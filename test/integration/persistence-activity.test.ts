@@ -6,7 +6,7 @@ import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { HttpGateway } from "../../src/http/HttpGateway.ts"
 import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
 import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
-import { Store } from "../../src/store/Store.ts"
+import { ActivityLog } from "../../src/store/ActivityLog.ts"
 import { call, callJson, eventually, freePort, gatewayUrl, processService, tempDir } from "../fixtures/Gateway.ts"
 
 const database = Path.join(tempDir("hestia-activity-"), "hestia.db")
@@ -21,8 +21,8 @@ ${processService("idle", ports.idle, { settings: { idle_timeout_ms: 300 } })}${p
 })}  filler: { base_url: "http://127.0.0.1:1" }
 `
 
-/** The real gateway with its Store in the context too (one Store: layers are shared within a build). */
-const gateway = Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, Store.Default).pipe(
+/** The real gateway with its ActivityLog in the context too (one ActivityLog: layers are shared within a build). */
+const gateway = Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, ActivityLog.Default).pipe(
   Layer.provide(OrchestratorByKind.layer),
   Layer.provide(HestiaConfig.layerYaml(yaml)),
   Layer.provide(NodeContext.layer),
@@ -106,7 +106,7 @@ layer(gateway, { excludeTestServices: true, timeout: "30 seconds" })("the persis
   it.effect("pages: limit, the nextBefore cursor, a time; default 100, at most 1000", () =>
     Effect.gen(function* () {
       const base = yield* gatewayUrl
-      const store = yield* Store
+      const store = yield* ActivityLog
       for (let i = 0; i < 1_100; i++) {
         yield* store.append({ ts: 1_000_000 + i, type: "note", serviceId: "filler", detail: { i } })
       }

@@ -1,11 +1,14 @@
 import { createHash, timingSafeEqual } from "node:crypto"
+import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Context, Effect, Layer, TestClock } from "effect"
 import { beforeEach, vi } from "vitest"
 import { Auth, guardFor, hashKey, newKey, presentedKey, type RequestInfo } from "../../src/auth/Auth.ts"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
-import { Store } from "../../src/store/Store.ts"
-import { eventually } from "../fixtures/Gateway.ts"
+import { ActivityLog } from "../../src/store/ActivityLog.ts"
+import { AuthKeys } from "../../src/store/AuthKeys.ts"
+import { eventually, tempDir } from "../fixtures/Gateway.ts"
+import { captureLogs } from "../fixtures/Observability.ts"
 
 // Spy on the comparison Auth uses, to show it is the constant-time one and that it never stops at the first match.
 vi.mock("node:crypto", async (importOriginal) => {
@@ -25,7 +28,7 @@ const keysYaml = `auth:
   dashboard: { username: admin, password: "p4ss:word" }`
 
 const authLayer = (text: string) =>
-  Layer.mergeAll(Auth.Default, Store.Default).pipe(Layer.provide(HestiaConfig.layerYaml(text)))
+  Layer.mergeAll(Auth.Default, AuthKeys.Default, ActivityLog.Default).pipe(Layer.provide(HestiaConfig.layerYaml(text)))
 
 const request = (headers: Record<string, string> = {}, url = "/v1/services", method = "GET"): RequestInfo => ({
   method,
@@ -35,8 +38,8 @@ const request = (headers: Record<string, string> = {}, url = "/v1/services", met
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`
 
-const deniedRows = (store: Store) =>
-  Effect.map(store.activity({ limit: 1000 }), (rows) => rows.filter((r) => r.type === "auth_denied"))
+const deniedRows = (log: ActivityLog) =>
+  Effect.map(log.activity({ limit: 1000 }), (rows) => rows.filter((r) => r.type === "auth_denied"))
 
 describe("Auth", () => {
   it("hashes keys with SHA-256 and reads X-API-Key or Authorization: Bearer", () => {
@@ -56,7 +59,7 @@ describe("Auth", () => {
 
   it.effect("keys from the config are stored as hashes only, labelled config-N", () =>
     Effect.gen(function* () {
-      const rows = yield* Effect.flatMap(Store, (store) => store.authKeys())
+      const rows = yield* Effect.flatMap(AuthKeys, (store) => store.authKeys())
       assert.deepStrictEqual(
         rows.map((r) => [r.label, r.source, r.hash]),
         KEYS.map((key, i) => [`config-${i + 1}`, "config", hashKey(key)])
@@ -132,7 +135,7 @@ describe("Auth", () => {
   it.effect("denials are activity rows without the key, at most 10 a second, the rest counted", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
-      const store = yield* Store
+      const store = yield* ActivityLog
       const secret = "hk_this-is-a-wrong-key-that-must-not-be-recorded"
       for (let i = 0; i < 25; i++) {
         auth.check({
@@ -164,7 +167,7 @@ describe("Auth", () => {
   it.effect("last use is written in batches, and keys disabled with the CLI stop working within seconds", () =>
     Effect.gen(function* () {
       const auth = yield* Auth
-      const store = yield* Store
+      const store = yield* AuthKeys
       assert.isUndefined(auth.check(request({ "x-api-key": KEYS[1]! })))
       assert.isNull((yield* store.authKeys())[1]!.lastUsedAt)
       yield* store.disableKey("config-2")
@@ -199,13 +202,55 @@ describe("Auth", () => {
 
   it.effect("a key added with the CLI turns auth on; disabling every key keeps it on (locked, not open)", () =>
     Effect.gen(function* () {
-      const store = yield* Store
+      const store = yield* AuthKeys
       const key = newKey()
       yield* store.addKey("laptop", hashKey(key))
       yield* store.disableKey("laptop")
       const auth = yield* Effect.provide(Auth, Auth.DefaultWithoutDependencies)
       assert.isTrue(auth.enabled())
       assert.strictEqual(auth.check(request({ "x-api-key": key }))?.reason, "invalid API key")
-    }).pipe(Effect.provide(Store.Default), Effect.provide(HestiaConfig.layerYaml(yaml(""))))
+    }).pipe(
+      Effect.provide(Layer.mergeAll(AuthKeys.Default, ActivityLog.Default)),
+      Effect.provide(HestiaConfig.layerYaml(yaml("")))
+    )
+  )
+})
+
+describe("Auth's background work belongs to its scope", () => {
+  it.effect("a stop awaits the denials made just before it, then writes last use; after it nothing more runs", () =>
+    Effect.gen(function* () {
+      const database = Path.join(tempDir(), "hestia.db")
+      const text = `database: ${JSON.stringify(database)}\n${yaml(keysYaml)}`
+      const lines: Array<string> = []
+      const auth = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const auth = Context.get(yield* Layer.build(authLayer(text)), Auth)
+          assert.isUndefined(auth.check(request({ "x-api-key": KEYS[0]! })))
+          for (let i = 0; i < 10; i++) assert.isDefined(auth.check(request({ "x-request-id": `stop-${i}` })))
+          return auth
+        })
+      ).pipe(Effect.provide(captureLogs(lines)))
+      const deniedLines = () => lines.filter((line) => line.includes('"event":"auth_denied"')).length
+      assert.strictEqual(deniedLines(), 10)
+      // A late request reaching a stopped Auth: refused, but no fiber starts on the closed database.
+      yield* TestClock.adjust("1 second")
+      assert.isDefined(auth.check(request({ "x-request-id": "late" })))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+      assert.strictEqual(deniedLines(), 10)
+      assert.isFalse(lines.some((line) => line.includes('"level":"error"') || line.includes('"requestId":"late"')))
+
+      const after = yield* Effect.gen(function* () {
+        const log = yield* ActivityLog
+        return {
+          denied: yield* deniedRows(log),
+          keys: yield* Effect.flatMap(AuthKeys, (keys) => keys.authKeys())
+        }
+      }).pipe(Effect.provide(authLayer(text)))
+      assert.deepStrictEqual(
+        after.denied.map((row) => row.requestId).sort(),
+        Array.from({ length: 10 }, (_, i) => `stop-${i}`).sort()
+      )
+      assert.strictEqual(after.keys[0]!.lastUsedAt, 0)
+    })
   )
 })

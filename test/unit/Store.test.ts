@@ -1,11 +1,18 @@
 import * as Path from "node:path"
 import { SqlClient } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Effect, Layer, Metric, MetricLabel } from "effect"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../../src/registry/LifecycleEvents.ts"
-import { Database, Store } from "../../src/store/Store.ts"
+import { ActivityLog } from "../../src/store/ActivityLog.ts"
+import { AuthKeys } from "../../src/store/AuthKeys.ts"
+import { Database } from "../../src/store/Database.ts"
+import { ProcessRecords } from "../../src/store/ProcessRecords.ts"
+import { type PersistedService, ServiceRows } from "../../src/store/ServiceRows.ts"
+import { StoreHealth, storeWriteFailures, type WriteOperation } from "../../src/store/StoreHealth.ts"
 import { eventually, tempDir } from "../fixtures/Gateway.ts"
+import { captureLogs } from "../fixtures/Observability.ts"
 
 const configYaml = (database: string, services = ["a", "b"]) =>
   `database: ${JSON.stringify(database)}
@@ -17,18 +24,35 @@ services:
 ${services.map((id) => `  ${id}: { base_url: "http://127.0.0.1:1", env: { SECRET_TOKEN: "s3cr3t" } }`).join("\n")}
 `
 
-/** Store, its SqlClient and the bus, all on one database (layers are shared within one build). */
+/** Every store service, their SqlClient, health and the bus, all on one database (layers are shared within a build). */
 const storeLayer = (yaml: string) =>
-  Layer.mergeAll(Store.Default, Database, LifecycleEvents.Default).pipe(Layer.provide(HestiaConfig.layerYaml(yaml)))
+  Layer.mergeAll(
+    ActivityLog.Default,
+    ServiceRows.Default,
+    ProcessRecords.Default,
+    AuthKeys.Default,
+    StoreHealth.Default,
+    Database,
+    LifecycleEvents.Default
+  ).pipe(Layer.provide(HestiaConfig.layerYaml(yaml)))
 
 const emit = (event: LifecycleEvent) => Effect.flatMap(LifecycleEvents, (events) => events.emit(event))
 
 const timeline = (query: { serviceId?: string; limit?: number; beforeId?: number; beforeTs?: number } = {}) =>
-  Effect.flatMap(Store, (store) => store.activity({ limit: 100, ...query }))
+  Effect.flatMap(ActivityLog, (log) => log.activity({ limit: 100, ...query }))
 
-/** Rows are written by the Store's own fiber: wait until `n` are there. */
+/** Rows are written by the ActivityLog's own fiber: wait until `n` are there. */
 const rowsAtLeast = (n: number) =>
-  Effect.flatMap(Store, (store) => eventually(store.activity({ limit: 100 }), (rows) => rows.length >= n))
+  Effect.flatMap(ActivityLog, (log) => eventually(log.activity({ limit: 100 }), (rows) => rows.length >= n))
+
+/** The services row as the next run will read it, once `check` holds: written by the ServiceRows' own fiber. */
+const serviceRowWhen = (serviceId: string, check: (row: PersistedService | undefined) => boolean) =>
+  Effect.flatMap(ServiceRows, (rows) =>
+    eventually(
+      Effect.map(rows.services(), (services) => services.get(serviceId)),
+      check
+    )
+  )
 
 describe("Store (SQLite file in a temp dir)", () => {
   it.scoped("migrations from empty create every table; the folder is created; WAL is on", () =>
@@ -49,7 +73,7 @@ describe("Store (SQLite file in a temp dir)", () => {
   it.effect("a second start on the same file applies no migration twice and keeps the data", () =>
     Effect.gen(function* () {
       const file = Path.join(tempDir(), "hestia.db")
-      yield* Effect.flatMap(Store, (store) => store.append({ ts: 1, type: "note", detail: { n: 1 } })).pipe(
+      yield* Effect.flatMap(ActivityLog, (log) => log.append({ ts: 1, type: "note", detail: { n: 1 } })).pipe(
         Effect.provide(storeLayer(configYaml(file)))
       )
       const again = yield* Effect.gen(function* () {
@@ -120,7 +144,7 @@ describe("Store (SQLite file in a temp dir)", () => {
       )
       assert.deepStrictEqual(rows[0]!.detail, { durationMs: 500, released: 1 })
       assert.deepStrictEqual(rows[2]!.detail, { trigger: "request", machines: ["laptop"] })
-      const service = (yield* Effect.flatMap(Store, (store) => store.services())).get("a")!
+      const service = yield* serviceRowWhen("a", (row) => row?.state === "hot")
       assert.deepStrictEqual(service, {
         serviceId: "a",
         state: "hot",
@@ -137,7 +161,7 @@ describe("Store (SQLite file in a temp dir)", () => {
       const attempts = [{ machine: "laptop", attempt: 1, error: "ProcessExited", message: "exited" }]
       yield* emit({ type: "start_failed", serviceId: "a", at: 3_100, durationMs: 100, attempts, rejected: 0 })
       yield* rowsAtLeast(6)
-      const failed = (yield* Effect.flatMap(Store, (store) => store.services())).get("a")!
+      const failed = (yield* serviceRowWhen("a", (row) => row?.lastError !== null))!
       assert.strictEqual(failed.state, "cold")
       assert.strictEqual(failed.machineId, null)
       assert.deepStrictEqual(failed.lastError?.attempts, attempts)
@@ -146,7 +170,7 @@ describe("Store (SQLite file in a temp dir)", () => {
 
   it.effect("the timeline pages newest first, by limit, cursor (id) or time, and by service", () =>
     Effect.gen(function* () {
-      const store = yield* Store
+      const store = yield* ActivityLog
       for (let i = 1; i <= 10; i++) {
         yield* store.append({ ts: i * 100, type: "note", serviceId: i % 2 === 0 ? "a" : "b", detail: { i } })
       }
@@ -171,46 +195,34 @@ describe("Store (SQLite file in a temp dir)", () => {
     }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
   )
 
-  it.effect("last activity is written once a second, and only when it changed", () =>
+  it.effect("recordLastActivity: one batch, a newer stamp wins, an older one changes nothing", () =>
     Effect.gen(function* () {
-      const store = yield* Store
+      const rows = yield* ServiceRows
       const sql = yield* SqlClient.SqlClient
-      const stamps = new Map([
-        ["a", 0],
-        ["b", 0]
-      ])
-      let reads = 0
-      yield* store.trackLastActivity(() => {
-        reads++
-        return stamps.entries()
-      })
       const persisted = Effect.map(
         sql<{ id: string; last_activity: number | null }>`SELECT id, last_activity FROM services ORDER BY id`,
-        (rows) => rows.map((r) => r.last_activity)
+        (all) => all.map((r) => r.last_activity)
       )
-      // Nothing changed: no reads, however long.
-      yield* TestClock.adjust("1 hour")
-      assert.strictEqual(reads, 1)
-      stamps.set("a", 5_000)
-      store.lastActivityChanged()
       assert.deepStrictEqual(yield* persisted, [null, null])
-      yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(yield* persisted, [5_000, null])
-      const readsBefore = reads
-      // Many requests within one second: one write, of the newest stamp.
-      for (let i = 1; i <= 100; i++) {
-        stamps.set("b", 6_000 + i)
-        store.lastActivityChanged()
-      }
-      yield* TestClock.adjust("1 second")
-      assert.deepStrictEqual(yield* persisted, [5_000, 6_100])
-      assert.strictEqual(reads - readsBefore, 1)
+      yield* rows.recordLastActivity([
+        ["a", 5_000],
+        ["b", 6_000]
+      ])
+      assert.deepStrictEqual(yield* persisted, [5_000, 6_000])
+      yield* rows.recordLastActivity([
+        ["a", 4_000],
+        ["b", 7_000],
+        ["not-configured", 1]
+      ])
+      assert.deepStrictEqual(yield* persisted, [5_000, 7_000])
+      yield* rows.recordLastActivity([])
+      assert.deepStrictEqual((yield* StoreHealth).status(), { writes: "ok", writeFailures: 0, lastError: null })
     }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
   )
 
   it.effect("process records are kept until forgotten", () =>
     Effect.gen(function* () {
-      const store = yield* Store
+      const store = yield* ProcessRecords
       const record = {
         serviceId: "a",
         machineId: "local",
@@ -233,7 +245,7 @@ describe("Store (SQLite file in a temp dir)", () => {
 
   it.effect("config key hashes keep their rows across restarts; removed ones go; CLI labels are unique", () =>
     Effect.gen(function* () {
-      const store = yield* Store
+      const store = yield* AuthKeys
       yield* store.syncConfigKeys(["h1", "h2"])
       assert.deepStrictEqual(
         (yield* store.authKeys()).map((k) => [k.label, k.hash, k.source]),
@@ -271,5 +283,160 @@ describe("Store (SQLite file in a temp dir)", () => {
       assert.strictEqual(laptop.source, "cli")
       assert.strictEqual(laptop.lastUsedAt, 99)
     }).pipe(Effect.provide(storeLayer(configYaml(":memory:"))))
+  )
+})
+
+// ---------------------------------------------------------------------------
+// A database that refuses writes: a real SqlClient on the file opened read-only (SQLite answers SQLITE_READONLY, as
+// for a read-only mount or an immutable file).
+// ---------------------------------------------------------------------------
+
+const OPERATIONS: ReadonlyArray<WriteOperation> = [
+  "activity",
+  "service_state",
+  "last_activity",
+  "config_mirror",
+  "process_record",
+  "key_sync",
+  "key_last_use"
+]
+
+const failureCounts = Effect.forEach(OPERATIONS, (operation) =>
+  Effect.map(
+    Metric.value(Metric.taggedWithLabels(storeWriteFailures, [MetricLabel.make("operation", operation)])),
+    (state) => [operation, state.count] as const
+  )
+).pipe(Effect.map((pairs) => Object.fromEntries(pairs) as Record<WriteOperation, number>))
+
+/** The store services on a read-only SqlClient of `file` (migrated and seeded before), logs into `lines`. */
+const refusingStore = (file: string, lines: Array<string>) =>
+  Layer.mergeAll(
+    ActivityLog.DefaultWithoutDependencies,
+    ServiceRows.DefaultWithoutDependencies,
+    ProcessRecords.DefaultWithoutDependencies,
+    AuthKeys.DefaultWithoutDependencies
+  ).pipe(
+    Layer.provideMerge(
+      Layer.mergeAll(
+        SqliteClient.layer({ filename: file, readonly: true, disableWAL: true }),
+        StoreHealth.Default,
+        LifecycleEvents.Default
+      )
+    ),
+    Layer.provide(HestiaConfig.layerYaml(configYaml(file))),
+    Layer.provideMerge(captureLogs(lines))
+  )
+
+const processRecord = {
+  serviceId: "a",
+  machineId: "local",
+  pid: 4242,
+  pgid: 4242,
+  identity: null,
+  command: "node x.mjs",
+  startedAt: 7,
+  ownerPid: null,
+  ownerIdentity: null
+}
+
+describe("Store on a database that refuses writes (a read-only SqlClient)", () => {
+  it.effect("every bookkeeping write succeeds for its caller: logged with SQLite's reason, counted, shown", () =>
+    Effect.gen(function* () {
+      const file = Path.join(tempDir(), "hestia.db")
+      // A previous run left rows behind.
+      yield* Effect.gen(function* () {
+        yield* (yield* ProcessRecords).recordProcess(processRecord)
+        yield* (yield* ActivityLog).append({ ts: 1, type: "note", serviceId: "a" })
+      }).pipe(Effect.provide(storeLayer(configYaml(file))))
+
+      const lines: Array<string> = []
+      const before = yield* failureCounts
+      yield* Effect.gen(function* () {
+        const health = yield* StoreHealth
+        const log = yield* ActivityLog
+        const rows = yield* ServiceRows
+        const processes = yield* ProcessRecords
+        const keys = yield* AuthKeys
+        // Building went through although mirroring the config failed.
+        assert.strictEqual(health.status().lastError?.operation, "config_mirror")
+
+        yield* emit({ type: "start_requested", serviceId: "a", at: 10, trigger: "request", machines: ["laptop"] })
+        yield* emit({ type: "state", serviceId: "a", at: 10, from: "cold", to: "starting", machineId: undefined })
+        yield* log.append({ ts: 11, type: "auth_denied", detail: { reason: "missing API key" } })
+        yield* rows.recordLastActivity([["a", 12]])
+        yield* processes.recordProcess({ ...processRecord, pid: 4343, pgid: 4343 })
+        yield* processes.forgetProcess("a", 4242)
+        yield* keys.syncConfigKeys(["h1"])
+        yield* keys.touchKeys([["h1", 13]])
+        const status = yield* eventually(
+          Effect.sync(() => health.status()),
+          () => lines.some((line) => line.includes('"operation":"service_state"'))
+        )
+
+        // Reads still answer, with what the database holds.
+        assert.deepStrictEqual(yield* processes.processes(), [processRecord])
+        assert.deepStrictEqual(
+          (yield* log.activity({ limit: 10 })).map((row) => row.type),
+          ["note"]
+        )
+        assert.strictEqual((yield* rows.services()).get("a")?.state, "cold")
+
+        const after = yield* failureCounts
+        const delta = Object.fromEntries(OPERATIONS.map((op) => [op, after[op] - before[op]])) as Record<
+          WriteOperation,
+          number
+        >
+        assert.deepInclude(delta, {
+          config_mirror: 1,
+          last_activity: 1,
+          process_record: 2,
+          key_sync: 1,
+          key_last_use: 1
+        })
+        assert.isAtLeast(delta.activity, 2, "the event batch and the appended row")
+        assert.isAtLeast(delta.service_state, 1)
+        assert.strictEqual(status.writes, "failing")
+        assert.strictEqual(
+          status.writeFailures,
+          OPERATIONS.reduce((sum, op) => sum + delta[op], 0)
+        )
+        assert.strictEqual(status.lastError?.message, "SQLITE_READONLY: attempt to write a readonly database")
+
+        const failures = lines.map((line) => JSON.parse(line)).filter((entry) => entry.event === "store_write_failed")
+        assert.strictEqual(failures.length, status.writeFailures)
+        for (const entry of failures) {
+          assert.strictEqual(entry.level, "error")
+          assert.strictEqual(entry.error, "SQLITE_READONLY: attempt to write a readonly database")
+          assert.include(entry.msg, `database write failed (${entry.operation}): SQLITE_READONLY`)
+        }
+        assert.deepStrictEqual(new Set(failures.map((entry) => entry.operation)), new Set(OPERATIONS))
+      }).pipe(Effect.provide(refusingStore(file, lines)))
+    })
+  )
+
+  it.effect("the next write that succeeds ends the failing state; the count and the last error stay", () =>
+    Effect.gen(function* () {
+      const lines: Array<string> = []
+      yield* Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const health = yield* StoreHealth
+        const log = yield* ActivityLog
+        yield* sql`CREATE TRIGGER refuse BEFORE INSERT ON activity BEGIN SELECT RAISE(ABORT, 'no room left'); END`
+        yield* log.append({ ts: 1, type: "note" })
+        assert.strictEqual(health.status().writes, "failing")
+        assert.strictEqual(health.status().lastError?.message, "SQLITE_CONSTRAINT_TRIGGER: no room left")
+        yield* sql`DROP TRIGGER refuse`
+        yield* log.append({ ts: 2, type: "note" })
+        const status = health.status()
+        assert.strictEqual(status.writes, "ok")
+        assert.strictEqual(status.writeFailures, 1)
+        assert.strictEqual(status.lastError?.operation, "activity")
+        assert.deepStrictEqual(
+          (yield* log.activity({ limit: 10 })).map((row) => row.ts),
+          [new Date(2).toISOString()]
+        )
+        assert.isTrue(lines.some((line) => line.includes('"event":"store_write_recovered"')))
+      }).pipe(Effect.provide(Layer.provideMerge(storeLayer(configYaml(":memory:")), captureLogs(lines))))
+    })
   )
 })

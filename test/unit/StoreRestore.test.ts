@@ -1,9 +1,12 @@
 import * as Path from "node:path"
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, TestClock } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, TestClock } from "effect"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
-import { Store } from "../../src/store/Store.ts"
+import { ActivityLog } from "../../src/store/ActivityLog.ts"
+import { Database } from "../../src/store/Database.ts"
+import { ServiceRows } from "../../src/store/ServiceRows.ts"
 import { eventually, tempDir } from "../fixtures/Gateway.ts"
 import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
@@ -13,18 +16,18 @@ services:
   svc: ${JSON.stringify({ base_url: "http://127.0.0.1:1", warmup_ms: 0, retry_count: 0, ...settings })}
 `
 
-/** One gateway run: registry, store and simulated machines on the database file. */
+/** One gateway run: registry, store and simulated machines on the database file (its SqlClient in reach). */
 const run = (text: string, script: Simulated.SimulatedScript) =>
-  Layer.mergeAll(ServiceRegistry.Default, Store.Default).pipe(
+  Layer.mergeAll(ServiceRegistry.Default, ServiceRows.Default, ActivityLog.Default, Database).pipe(
     Layer.provideMerge(Simulated.layer(script)),
     Layer.provide(HestiaConfig.layerYaml(text))
   )
 
 const persistedState = (serviceId: string) =>
-  Effect.flatMap(Store, (store) => Effect.map(store.services(), (services) => services.get(serviceId)))
+  Effect.flatMap(ServiceRows, (rows) => Effect.map(rows.services(), (services) => services.get(serviceId)))
 
-const types = Effect.flatMap(Store, (store) =>
-  Effect.map(store.activity({ serviceId: "svc", limit: 100 }), (rows) => rows.map((r) => r.type).reverse())
+const types = Effect.flatMap(ActivityLog, (log) =>
+  Effect.map(log.activity({ serviceId: "svc", limit: 100 }), (rows) => rows.map((r) => r.type).reverse())
 )
 
 describe("restart from the Store (Simulated machines, TestClock)", () => {
@@ -77,7 +80,7 @@ describe("restart from the Store (Simulated machines, TestClock)", () => {
             "idle_stop",
             "stopped"
           ])
-          const adopted = (yield* Effect.flatMap(Store, (s) => s.activity({ limit: 100 })).pipe(
+          const adopted = (yield* Effect.flatMap(ActivityLog, (s) => s.activity({ limit: 100 })).pipe(
             Effect.provide(context)
           )).find((r) => r.type === "adopted")!
           assert.deepStrictEqual(adopted.detail, { lastActivity: 1_000 })
@@ -155,5 +158,62 @@ describe("restart from the Store (Simulated machines, TestClock)", () => {
         [["local", "SimulatedFailure", "no GPU"]]
       )
     })
+  )
+
+  it.effect(
+    "last activity: the registry flushes changed stamps at most once a second, nothing when idle, the rest at shutdown",
+    () =>
+      Effect.gen(function* () {
+        const text = yaml(Path.join(tempDir(), "hestia.db"), { idle_timeout_ms: 0 })
+        const script = () => Simulated.ready(1_000)
+        const shutdownStamp = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const context = yield* Layer.build(run(text, script))
+            const registry = Context.get(context, ServiceRegistry)
+            const sql = Context.get(context, SqlClient.SqlClient)
+            const lastActivity = Effect.map(persistedState("svc").pipe(Effect.provide(context)), (s) => s?.lastActivity)
+            /** Rows changed on the gateway's connection so far: every write, whoever made it. */
+            const changes = Effect.map(sql<{ n: number }>`SELECT total_changes() AS n`, ([row]) => row!.n)
+
+            const lease = yield* Effect.fork(registry.acquire("svc"))
+            yield* TestClock.adjust("1 second")
+            const first = yield* Fiber.join(lease)
+            // `ready` at 1 000 stamps the row (the services-row writer); the request ends at 3 000.
+            yield* eventually(lastActivity, (at) => at === 1_000)
+            yield* TestClock.adjust("2 seconds")
+            first.release()
+            yield* TestClock.adjust(999)
+            assert.strictEqual(yield* lastActivity, 1_000)
+            yield* TestClock.adjust(1)
+            yield* eventually(lastActivity, (at) => at === 3_000)
+
+            // Nothing changed: not one write, however long.
+            const idle = yield* changes
+            yield* TestClock.adjust("1 hour")
+            assert.strictEqual(yield* changes, idle)
+
+            // 100 requests within a second: one write, of the newest stamp.
+            const burst = yield* Clock.currentTimeMillis
+            for (let i = 0; i < 100; i++) {
+              registry.tryAcquireHot("svc")!.release()
+              yield* TestClock.adjust(1)
+            }
+            const busy = yield* changes
+            yield* TestClock.adjust("1 second")
+            const newest = burst + 99
+            yield* eventually(lastActivity, (at) => at === newest)
+            assert.strictEqual((yield* changes) - busy, 1)
+
+            // The gateway stops before the next flush is due: the last stamp is written on the way out.
+            yield* TestClock.adjust(10)
+            registry.tryAcquireHot("svc")!.release()
+            return yield* Clock.currentTimeMillis
+          })
+        )
+        const persisted = yield* persistedState("svc").pipe(
+          Effect.provide(ServiceRows.Default.pipe(Layer.provide(HestiaConfig.layerYaml(text))))
+        )
+        assert.strictEqual(persisted?.lastActivity, shutdownStamp)
+      })
   )
 })
