@@ -13,13 +13,20 @@ export class TracingEnabled extends Context.Reference<TracingEnabled>()("hestia/
 
 type SdkTraceBase = typeof import("@opentelemetry/sdk-trace-base")
 
+/**
+ * A lazily imported module's exports. Bundled, a CommonJS package imported with `import()` arrives as
+ * `{ default: module.exports }` without named exports (esbuild's Node interop), so both shapes are accepted.
+ */
+export const interop = <M extends object>(module: M | { readonly default: M }, probe: keyof M): M =>
+  probe in module ? (module as M) : (module as { readonly default: M }).default
+
 // The OpenTelemetry SDK is loaded only when traces are on: a gateway without them does not even import it.
 const sdk = (processor: (base: SdkTraceBase) => Promise<SpanProcessor>, serviceName: string) =>
   Layer.unwrapEffect(
     Effect.promise(async () => {
       const [NodeSdk, base] = await Promise.all([
-        import("@effect/opentelemetry/NodeSdk"),
-        import("@opentelemetry/sdk-trace-base")
+        import("@effect/opentelemetry/NodeSdk").then((m) => interop(m, "layer")),
+        import("@opentelemetry/sdk-trace-base").then((m) => interop(m, "BatchSpanProcessor"))
       ])
       const spanProcessor = await processor(base)
       return Layer.merge(
@@ -46,7 +53,10 @@ export const layer: Layer.Layer<never> = Layer.unwrapEffect(
     if (Option.getOrUndefined(disabled)?.toLowerCase() === "true") return Layer.empty
     const serviceName = Option.getOrElse(yield* setting("OTEL_SERVICE_NAME"), () => "hestia")
     return sdk(async (base) => {
-      const { OTLPTraceExporter } = await import("@opentelemetry/exporter-trace-otlp-http")
+      const { OTLPTraceExporter } = interop(
+        await import("@opentelemetry/exporter-trace-otlp-http"),
+        "OTLPTraceExporter"
+      )
       return new base.BatchSpanProcessor(new OTLPTraceExporter())
     }, serviceName)
   }).pipe(Effect.orDie)
