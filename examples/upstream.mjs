@@ -3,7 +3,8 @@
 //   node examples/upstream.mjs --port 9801 [--boot-ms 500] [--exit-code 3] [--ignore-sigterm]
 // --record FILE appends "start <pid>" to FILE when the process starts (tests count starts with it).
 // Routes: /health, /echo/*, /bytes?n=, /ndjson?lines=&interval=, /sse?events=&interval=, /gzip, /slow?ms=,
-//         /mirror (answers the request body as sent), /_seen (requests seen so far), anything else → echo.
+//         /mirror (answers the request body as sent), /_seen (requests seen so far), /_env (the names, not the
+//         values, of its environment variables), anything else → echo.
 import { createHash } from "node:crypto"
 import { appendFileSync } from "node:fs"
 import { createServer } from "node:http"
@@ -57,6 +58,8 @@ const server = createServer((req, res) => {
         return json(res, 200, seen)
       case "/_stats":
         return json(res, 200, stats)
+      case "/_env":
+        return json(res, 200, { names: Object.keys(process.env).sort() })
       case "/mirror":
         res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/octet-stream" })
         return res.end(Buffer.concat(parts))

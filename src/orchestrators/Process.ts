@@ -63,6 +63,25 @@ const ownedByAnotherGateway = (record: ProcessRecord) =>
   isRunning(record.ownerPid) &&
   (record.ownerIdentity === null || identityOf(record.ownerPid) === record.ownerIdentity)
 
+/**
+ * The gateway's own secrets: a service never inherits them (one that needs a value passes it in its `env:`).
+ * Everything else of the gateway's environment is inherited, as a shell would.
+ */
+export const GATEWAY_SECRETS: ReadonlyArray<string> = [
+  "HESTIA_API_KEYS",
+  "HESTIA_API_KEY",
+  "HESTIA_DASHBOARD_PASSWORD",
+  "SEMAPHORE_API_KEY",
+  "SEMAPHORE_USERNAME",
+  "SEMAPHORE_PASSWORD"
+]
+
+const childEnvironment = (service: ServiceConfig): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  for (const name of GATEWAY_SECRETS) delete env[name]
+  return { ...env, ...service.env }
+}
+
 /** Signal the child's whole process group: a shell wrapper's children go too. */
 const signalGroup = (pid: number, signal: NodeJS.Signals) => {
   try {
@@ -137,7 +156,7 @@ export const make = Effect.gen(function* () {
       try {
         child = spawn(file!, args, {
           cwd: service.cwd,
-          env: { ...process.env, ...service.env },
+          env: childEnvironment(service),
           detached: true,
           stdio: ["ignore", "pipe", "pipe"]
         })
