@@ -126,6 +126,15 @@ export class ProcessExited extends Schema.TaggedError<ProcessExited>()("ProcessE
   }
 }
 
+export class PortInUse extends Schema.TaggedError<PortInUse>()("PortInUse", {
+  serviceId: Schema.String,
+  address: Schema.String
+}) {
+  override get message() {
+    return `${this.address} is already in use by another process: not starting a second one there`
+  }
+}
+
 export class ReadinessTimeout extends Schema.TaggedError<ReadinessTimeout>()("ReadinessTimeout", {
   serviceId: Schema.String,
   waitedMs: Schema.Number,
@@ -191,6 +200,7 @@ export class SemaphoreTaskTimeout extends Schema.TaggedError<SemaphoreTaskTimeou
 export interface StartErrors {
   readonly SpawnFailed: SpawnFailed
   readonly ProcessExited: ProcessExited
+  readonly PortInUse: PortInUse
   readonly ReadinessTimeout: ReadinessTimeout
   readonly SemaphoreUnreachable: SemaphoreUnreachable
   readonly SemaphoreAuthFailed: SemaphoreAuthFailed

@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { connect } from "node:net"
 import * as readline from "node:readline"
 import { Clock, Deferred, Effect, Exit, FiberId, Layer, Option, Runtime, Schedule, type Scope } from "effect"
 import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
-import { ProcessExited, SpawnFailed } from "../domain/Errors.ts"
+import { PortInUse, ProcessExited, SpawnFailed } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
 import { type ProcessRecord, ProcessRecords } from "../store/ProcessRecords.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
@@ -80,6 +81,35 @@ const childEnvironment = (service: ServiceConfig): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { ...process.env }
   for (const name of GATEWAY_SECRETS) delete env[name]
   return { ...env, ...service.env }
+}
+
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"])
+
+/**
+ * A local service's port must be free before its process is spawned: if something else already answers there, the
+ * new process would die of EADDRINUSE while the other one answered its health URL, and requests would reach the
+ * wrong process.
+ */
+const portFree = (service: ServiceConfig, target: Target) => {
+  const url = new URL(target.baseUrl)
+  if (!LOOPBACK.has(url.hostname)) return Effect.void
+  const port = Number(url.port || (url.protocol === "https:" ? 443 : 80))
+  const host = url.hostname.replace(/^\[|\]$/g, "")
+  return Effect.async<boolean>((resume) => {
+    const socket = connect({ host: host === "0.0.0.0" ? "127.0.0.1" : host, port })
+    const done = (inUse: boolean) => {
+      socket.destroy()
+      resume(Effect.succeed(inUse))
+    }
+    socket.setTimeout(1_000, () => done(false))
+    socket.once("connect", () => done(true))
+    socket.once("error", () => done(false))
+    return Effect.sync(() => socket.destroy())
+  }).pipe(
+    Effect.flatMap((inUse) =>
+      inUse ? Effect.fail(new PortInUse({ serviceId: service.id, address: `${url.hostname}:${port}` })) : Effect.void
+    )
+  )
 }
 
 /** Signal the child's whole process group: a shell wrapper's children go too. */
@@ -185,6 +215,7 @@ export const make = Effect.gen(function* () {
         yield* terminate(previous, service.stopGraceMs)
         children.delete(service.id)
       }
+      yield* portFree(service, target)
       const child = yield* spawnChild(service)
       children.set(service.id, child)
       // Recorded before readiness: a gateway killed mid-start finds it at its next start.
