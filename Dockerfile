@@ -63,4 +63,5 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.HESTIA_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
 
 ENTRYPOINT ["/usr/bin/tini", "-s", "--"]
-CMD ["node", "dist/main.mjs"]
+# As `npm start`: stack traces point at the TypeScript sources.
+CMD ["node", "--enable-source-maps", "dist/main.mjs"]
