@@ -36,4 +36,17 @@ describe("docker-compose.yml and Dockerfile: safe as shipped", () => {
     const start = JSON.parse(readFileSync(Path.join(repoRoot, "package.json"), "utf8")).scripts.start as string
     assert.include(start, "node --enable-source-maps dist/main.mjs")
   })
+
+  it("names every installed package that has an install script in allowScripts (npm 11 then installs quietly)", () => {
+    const manifest = JSON.parse(readFileSync(Path.join(repoRoot, "package.json"), "utf8"))
+    const lock = JSON.parse(readFileSync(Path.join(repoRoot, "package-lock.json"), "utf8")) as {
+      packages: Record<string, { hasInstallScript?: boolean; optional?: boolean }>
+    }
+    const withScripts = Object.entries(lock.packages)
+      .filter(([path, entry]) => path !== "" && entry.hasInstallScript === true)
+      .map(([path]) => path.slice(path.lastIndexOf("node_modules/") + "node_modules/".length))
+    assert.isAbove(withScripts.length, 0)
+    for (const name of withScripts)
+      assert.property(manifest.allowScripts, name, `${name} is neither approved nor denied`)
+  })
 })
