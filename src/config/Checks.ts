@@ -121,6 +121,41 @@ const processAddresses = (settings: Settings) =>
     }
   })
 
+/** Members are configured services; a service belongs to one exclusive group at most. */
+const groups = (settings: Settings) =>
+  Effect.gen(function* () {
+    const exclusiveOf = new Map<string, string>()
+    for (const group of settings.groups.values()) {
+      for (const [i, member] of group.members.entries()) {
+        if (!settings.services.has(member)) {
+          return yield* fail(
+            settings,
+            `groups.${group.id}.members.${i}`,
+            `unknown service "${member}" (not under services:)`
+          )
+        }
+        const other = exclusiveOf.get(member)
+        if (group.exclusive && other !== undefined) {
+          return yield* fail(
+            settings,
+            `groups.${group.id}.members.${i}`,
+            `"${member}" is a member of exclusive group "${other}" already: a service belongs to one exclusive group at most`
+          )
+        }
+        if (group.exclusive) exclusiveOf.set(member, group.id)
+      }
+      for (const [i, member] of group.persistent.entries()) {
+        if (!group.members.includes(member)) {
+          return yield* fail(
+            settings,
+            `groups.${group.id}.persistent.${i}`,
+            `"${member}" is not one of the group's members`
+          )
+        }
+      }
+    }
+  })
+
 /** All cross-key rules; the warnings of those that only warn. */
 export const check = (settings: Settings) =>
   Effect.gen(function* () {
@@ -128,5 +163,6 @@ export const check = (settings: Settings) =>
     const warnings = yield* semaphore(settings)
     yield* routingRules(settings)
     yield* processAddresses(settings)
+    yield* groups(settings)
     return warnings
   })

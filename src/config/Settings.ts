@@ -1,5 +1,6 @@
 import { LogLevel, Schema, Struct } from "effect"
 import { Credential, Flag, HttpUrl, Millis, orUndefined, Port, PositiveInt, SecondsAsMillis } from "./Fields.ts"
+import { Groups } from "./GroupConfig.ts"
 import { Machines } from "./MachineConfig.ts"
 import { RoutingRule } from "./RoutingRule.ts"
 import { Services } from "./ServiceConfig.ts"
@@ -67,6 +68,8 @@ const settingsFields = {
   auth: Schema.optionalWith(AuthSettings, { nullable: true, default: () => AuthSettings.make({}) }),
   machines: Schema.optionalWith(Machines, { nullable: true, default: () => new Map() }),
   services: Schema.optionalWith(Services, { nullable: true, default: () => new Map() }),
+  /** Services decided together: an exclusive group holds one running member at a time (one GPU). */
+  groups: Schema.optionalWith(Groups, { nullable: true, default: () => new Map() }),
   /** Placement for services without their own `machines:` list; the first rule matching the service decides. */
   routingRules: Schema.optionalWith(Schema.Array(RoutingRule), { nullable: true, default: () => [] }).pipe(
     Schema.fromKey("routing_rules")

@@ -45,6 +45,9 @@ export const serviceState = Metric.gauge("hestia_service_state", {
 export const idleStopsTotal = Metric.counter("hestia_idle_stops_total", {
   description: "Services stopped after idle_timeout_ms without requests."
 })
+export const evictionsTotal = Metric.counter("hestia_evictions_total", {
+  description: "Services stopped to make room for another member of their exclusive group."
+})
 export const startupAttemptsTotal = Metric.counter("hestia_startup_attempts_total", {
   description: "Start attempts (orchestrator start + readiness) by service, machine and outcome (success, failure)."
 })
@@ -301,6 +304,8 @@ const record = (event: LifecycleEvent) => {
       )
     case "idle_stop":
       return Metric.increment(Metric.taggedWithLabels(idleStopsTotal, [service]))
+    case "evicted":
+      return Metric.increment(Metric.taggedWithLabels(evictionsTotal, [service]))
     case "request_released":
       return Metric.update(Metric.taggedWithLabels(queueWait, [service]), event.waitedMs / 1000)
     default:

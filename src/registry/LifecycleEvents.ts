@@ -36,6 +36,8 @@ export type LifecycleEvent =
       readonly rejected: number
     })
   | (Base & { readonly type: "idle_stop"; readonly idleMs: number })
+  /** Stopped to make room for `by` in its exclusive group, after waiting `waitedMs` for its requests to end. */
+  | (Base & { readonly type: "evicted"; readonly by: string; readonly waitedMs: number; readonly cut: number })
   | (Base & { readonly type: "stopped"; readonly reason: StopReason })
   | (Base & { readonly type: "stop_failed"; readonly message: string })
   | (Base & { readonly type: "upstream_gone"; readonly reason: string })
@@ -72,6 +74,8 @@ const describe = (event: LifecycleEvent): string => {
       return `${event.serviceId}: start failed after ${event.attempts.length} attempt(s)`
     case "idle_stop":
       return `${event.serviceId}: idle for ${event.idleMs} ms, stopping`
+    case "evicted":
+      return `${event.serviceId}: evicted for ${event.by} after waiting ${event.waitedMs} ms for its requests${event.cut > 0 ? ` (${event.cut} still open, cut off)` : ""}`
     case "stopped":
       return `${event.serviceId}: stopped (${event.reason})`
     case "stop_failed":

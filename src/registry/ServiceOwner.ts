@@ -23,6 +23,7 @@ import { restore } from "./Restore.ts"
 import {
   type AttemptProgress,
   type Cold,
+  type Draining,
   type Hot,
   type ServiceState,
   type ServiceStatus,
@@ -32,6 +33,7 @@ import {
   type StopReason,
   statusOf
 } from "./ServiceState.ts"
+import type { StartGate } from "./StartGate.ts"
 import * as StartupPolicy from "./StartupPolicy.ts"
 
 /** Permission to send one request to a hot service; `release` when its response has ended (idempotent). */
@@ -58,6 +60,12 @@ export interface ServiceStatusView {
     readonly message: string
     readonly attempts: ReadonlyArray<StartAttempt>
   } | null
+  /** The group it belongs to (the first that names it). */
+  readonly group?: string
+  /** Starting, but waiting for its exclusive group: the member that must stop first. */
+  readonly waitingFor?: string
+  /** Hot, but being evicted: it finishes the requests it has, takes no new ones, then stops. */
+  readonly draining?: { readonly by: string; readonly since: string }
   /** While starting: the attempt in progress. */
   readonly attempt?: {
     readonly machine: string
@@ -87,6 +95,10 @@ export interface OwnerContext {
   /** What the startup policy and restart adoption run with. */
   readonly context: Context.Context<Orchestrator | Readiness>
   readonly automation: (serviceId: string) => Effect.Effect<AutomationView | undefined>
+  /** Admits starts: always for a service of its own; in an exclusive group, one running member at a time. */
+  readonly gate: StartGate
+  /** The group it belongs to, for status. */
+  readonly group: string | undefined
   /** A lease was released: the last-activity stamp changed (a flag for the batched writer, not a write). */
   readonly activityChanged: () => void
 }
@@ -115,6 +127,22 @@ export interface ServiceOwner {
   readonly view: Effect.Effect<ServiceStatusView>
   /** Clock millis of the last request's end (0: none yet). */
   readonly lastActivity: () => number
+  /** For the group that evicts it: waits until it runs (or is gone), makes it drain, then stops it. */
+  readonly eviction: Eviction
+}
+
+/** What an exclusive group does to the member that must make room. Each step takes the lock itself. */
+export interface Eviction {
+  /** Completes once the service runs (hot) or has nothing to evict any more (cold, stopping); true when it runs. */
+  readonly running: Effect.Effect<boolean>
+  /** Clock millis since when it has been hot (undefined when it is not). */
+  readonly hotSince: () => number | undefined
+  /** Hot → draining: no new requests; true when it was hot. */
+  readonly drain: (by: string) => Effect.Effect<boolean>
+  /** Completes when no request or stream is open. */
+  readonly idle: Effect.Effect<void>
+  /** Draining → stopping, with the `evicted` event. */
+  readonly evict: (by: string, waitedMs: number) => Effect.Effect<void>
 }
 
 const iso = (millis: number) => new Date(millis).toISOString()
@@ -134,21 +162,36 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     let startAfterStop = false
     /** The cleanup of a cancelled start; the next start waits for it, so two instances never overlap. */
     let cleanup: Deferred.Deferred<void> | undefined
+    /** Completed when the last open request ends (an eviction waits on it). */
+    let idleSignal: Deferred.Deferred<void> | undefined
 
     const emit = (event: EventFields) => events.emit({ ...event, serviceId: service.id, at: now() } as LifecycleEvent)
 
     /** Runs `effect` as one transition: under the lock, not cut short by an interruption. */
     const locked = <A, E>(effect: Effect.Effect<A, E>) => lock.withPermits(1)(Effect.uninterruptible(effect))
 
-    const machineOf = (next: ServiceState) =>
-      next._tag === "Hot" || next._tag === "Stopping" ? next.target.machineId : undefined
+    /** Where it runs: hot, draining or stopping. */
+    const targetOf = (of: ServiceState) =>
+      of._tag === "Hot" || of._tag === "Stopping" ? of.target : of._tag === "Draining" ? of.hot.target : undefined
 
-    /** The one place the state changes; every change is a `state` event. */
+    /** The hot state a running service is in (draining keeps the one it came from). */
+    const runningOf = (of: ServiceState) => (of._tag === "Hot" ? of : of._tag === "Draining" ? of.hot : undefined)
+
+    /**
+     * The one place the state changes. A change of status is a `state` event (draining stays `hot`: its own events
+     * say more); a service that becomes cold gives its place in its group back.
+     */
     const transition = (next: ServiceState) =>
       Effect.suspend(() => {
         const from = statusOf(state)
+        const left = state
         state = next
-        return emit({ type: "state", from, to: statusOf(next), machineId: machineOf(next) })
+        if (left._tag === "Draining") Deferred.unsafeDone(left.done, Exit.void)
+        const published =
+          from === statusOf(next)
+            ? Effect.void
+            : emit({ type: "state", from, to: statusOf(next), machineId: targetOf(next)?.machineId })
+        return next._tag === "Cold" ? Effect.zipRight(published, ctx.gate.leave(service.id)) : published
       })
 
     const childScope = Scope.fork(ctx.scope, ExecutionStrategy.sequential)
@@ -170,6 +213,10 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           inFlight--
           lastActivity = now()
           ctx.activityChanged()
+          if (inFlight === 0 && idleSignal !== undefined) {
+            Deferred.unsafeDone(idleSignal, Exit.void)
+            idleSignal = undefined
+          }
         }
       }
     }
@@ -306,13 +353,15 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           ready: yield* Deferred.make<void, StartupFailed>(),
           scope: yield* childScope,
           span: yield* openColdStart(trigger),
-          progress: { current: undefined, failed: [] },
+          progress: { current: undefined, failed: [], waitingFor: undefined },
           lastError
         }
         yield* transition(starting)
         const previousCleanup = cleanup
         const policy = Effect.gen(function* () {
           if (previousCleanup !== undefined) yield* Deferred.await(previousCleanup)
+          // In an exclusive group, the running member makes room first (part of this start's trace).
+          yield* ctx.gate.enter(service.id, starting.progress).pipe(Effect.withParentSpan(starting.span))
           const exit = yield* Effect.exit(StartupPolicy.run(service, targets, starting.span, hooksFor(starting)))
           // Settling belongs to the start's trace: its log lines (ready, start_failed) carry that trace id.
           yield* settle(starting, exit).pipe(Effect.withParentSpan(starting.span))
@@ -402,7 +451,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const markGone = (hot: Hot, reason: string): Effect.Effect<void> =>
       locked(
         Effect.gen(function* () {
-          if (state !== hot) return
+          if (runningOf(state) !== hot) return
           yield* emit({ type: "upstream_gone", machineId: hot.target.machineId, reason })
           yield* beginStop(hot, "gone")
         })
@@ -496,6 +545,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           return Effect.succeed(lease(state))
         case "Starting":
           return Effect.zipRight(Deferred.await(state.ready), untilHot)
+        case "Draining":
         case "Stopping":
           return Effect.zipRight(Deferred.await(state.done), untilHot)
         case "Cold":
@@ -533,7 +583,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       Effect.gen(function* () {
         const before = statusOf(state)
         if (state._tag === "Cold") yield* beginStart("api")
-        if (state._tag === "Stopping") startAfterStop = true
+        if (state._tag === "Stopping" || state._tag === "Draining") startAfterStop = true
         return before
       })
     )
@@ -542,14 +592,18 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       Effect.gen(function* () {
         const before = statusOf(state)
         startAfterStop = false
-        if (state._tag === "Hot") yield* beginStop(state, "api")
+        const running = runningOf(state)
+        if (running !== undefined) yield* beginStop(running, "api")
         else if (state._tag === "Starting") yield* cancelStart(state)
         return before
       })
     )
 
     const reportUnavailable = (target: Target, reason: string) =>
-      Effect.suspend(() => (state._tag === "Hot" && state.target === target ? markGone(state, reason) : Effect.void))
+      Effect.suspend(() => {
+        const running = runningOf(state)
+        return running !== undefined && running.target === target ? markGone(running, reason) : Effect.void
+      })
 
     // ---------------------------------------------------------------------------------------------------------------
     // Restart and status
@@ -570,6 +624,12 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
             yield* transition(hot)
             yield* emit({ type: "adopted", machineId: restored.target.machineId, lastActivity })
             yield* whileHot(hot, restored.instance)
+            // Two members of one exclusive group found running after a restart: the later one makes room.
+            const holder = yield* ctx.gate.claim(service.id)
+            if (holder !== undefined) {
+              yield* emit({ type: "evicted", machineId: restored.target.machineId, by: holder, waitedMs: 0, cut: 0 })
+              yield* beginStop(hot, "evicted")
+            }
           })
         )
       })
@@ -579,7 +639,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       const automation = yield* ctx.automation(service.id)
       const lastError = current._tag === "Cold" || current._tag === "Starting" ? current.lastError : undefined
       const attempt = current._tag === "Starting" ? current.progress.current : undefined
-      const where = current._tag === "Hot" || current._tag === "Stopping" ? current.target : undefined
+      const where = targetOf(current)
       const attemptTarget = attempt === undefined ? undefined : targets.find((t) => t.machineId === attempt.machine)
       return {
         ...(automation === undefined ? {} : { automation }),
@@ -596,13 +656,63 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           lastError === undefined
             ? null
             : { error: lastError._tag, message: lastError.message, attempts: lastError.attempts },
+        ...(ctx.group === undefined ? {} : { group: ctx.group }),
+        ...(current._tag === "Starting" && current.progress.waitingFor !== undefined
+          ? { waitingFor: current.progress.waitingFor }
+          : {}),
+        ...(current._tag === "Draining" ? { draining: { by: current.by, since: iso(current.since) } } : {}),
         ...(attempt === undefined ? {} : { attempt: { ...attempt, since: iso(attempt.since) } })
       } satisfies ServiceStatusView
     })
 
+    const eviction: Eviction = {
+      running: Effect.suspend(function loop(): Effect.Effect<boolean> {
+        switch (state._tag) {
+          case "Hot":
+          case "Draining":
+            return Effect.succeed(true)
+          case "Starting":
+            return Effect.zipRight(Effect.exit(Deferred.await(state.ready)), Effect.suspend(loop))
+          default:
+            return Effect.succeed(false)
+        }
+      }),
+      hotSince: () => runningOf(state)?.since,
+      drain: (by) =>
+        locked(
+          Effect.gen(function* () {
+            if (state._tag !== "Hot") return state._tag === "Draining"
+            const draining: Draining = {
+              _tag: "Draining",
+              since: now(),
+              hot: state,
+              by,
+              done: yield* Deferred.make<void>()
+            }
+            yield* transition(draining)
+            return true
+          })
+        ),
+      idle: Effect.suspend(() => {
+        if (inFlight === 0) return Effect.void
+        if (idleSignal === undefined) idleSignal = Deferred.unsafeMake<void>(FiberId.none)
+        return Deferred.await(idleSignal)
+      }),
+      evict: (by, waitedMs) =>
+        locked(
+          Effect.gen(function* () {
+            const running = runningOf(state)
+            if (running === undefined) return
+            yield* emit({ type: "evicted", machineId: running.target.machineId, by, waitedMs, cut: inFlight })
+            yield* beginStop(running, "evicted")
+          })
+        )
+    }
+
     return {
       service,
       targets,
+      eviction,
       state: () => state,
       tryLeaseHot,
       acquire,

@@ -8,8 +8,10 @@ import { SemaphoreTasks } from "../orchestrators/SemaphoreTasks.ts"
 import { Readiness } from "../readiness/Readiness.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { ServiceRows } from "../store/ServiceRows.ts"
+import * as ExclusiveGroup from "./ExclusiveGroup.ts"
 import { LifecycleEvents } from "./LifecycleEvents.ts"
 import * as ServiceOwner from "./ServiceOwner.ts"
+import * as StartGate from "./StartGate.ts"
 
 export type { Lease, ServiceStatusView } from "./ServiceOwner.ts"
 export type { ServiceStatus, StartTrigger } from "./ServiceState.ts"
@@ -31,13 +33,26 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const context = yield* Effect.context<Orchestrator | Readiness>()
 
     const owners = new Map<string, ServiceOwner.ServiceOwner>()
+    // The members of an exclusive group share one lock and one gate: starting one is a decision about the others.
+    const decidedBy = new Map<string, { readonly lock: Effect.Semaphore; readonly gate: StartGate.StartGate }>()
+    for (const group of config.groups.values()) {
+      if (!group.exclusive) continue
+      const lock = yield* Effect.makeSemaphore(1)
+      const gate = ExclusiveGroup.make({ group, lock, owner: (id) => owners.get(id), fibers })
+      for (const member of group.members) decidedBy.set(member, { lock, gate })
+    }
+    const groupOf = (serviceId: string) =>
+      [...config.groups.values()].find((group) => group.members.includes(serviceId))?.id
     for (const service of config.services.values()) {
+      const shared = decidedBy.get(service.id)
       owners.set(
         service.id,
         yield* ServiceOwner.make({
           service,
           targets: targetsFor(service, config),
-          lock: yield* Effect.makeSemaphore(1),
+          lock: shared?.lock ?? (yield* Effect.makeSemaphore(1)),
+          gate: shared?.gate ?? StartGate.open,
+          group: groupOf(service.id),
           events,
           scope,
           fibers,

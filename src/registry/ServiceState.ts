@@ -9,7 +9,7 @@ export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
 export type StartTrigger = "request" | "api" | "restart"
 
 /** Why a service left `hot`. */
-export type StopReason = "idle" | "api" | "gone"
+export type StopReason = "idle" | "api" | "gone" | "evicted"
 
 /** The attempt a start is making right now, for status and for a request that gives up waiting. */
 export interface AttemptProgress {
@@ -26,6 +26,8 @@ export interface AttemptProgress {
 export interface StartProgress {
   current: AttemptProgress | undefined
   readonly failed: Array<StartAttempt>
+  /** Waiting for its exclusive group: the member that must stop first. */
+  waitingFor: string | undefined
 }
 
 export interface Cold {
@@ -55,6 +57,21 @@ export interface Hot {
   readonly scope: Scope.CloseableScope
 }
 
+/**
+ * Still running and serving the requests it has, but taking no new ones: an eviction (another member of its exclusive
+ * group needs the machine) waits for them to end. New requests wait and start it again later.
+ */
+export interface Draining {
+  readonly _tag: "Draining"
+  readonly since: number
+  /** The hot state it came from: its scope (crash watch, reaper) lives on until the stop. */
+  readonly hot: Hot
+  /** The member it makes room for. */
+  readonly by: string
+  /** Completed when it leaves this state. */
+  readonly done: Deferred.Deferred<void>
+}
+
 export interface Stopping {
   readonly _tag: "Stopping"
   readonly since: number
@@ -65,7 +82,7 @@ export interface Stopping {
 }
 
 /** One service's lifecycle state: what belongs to a state lives in it and ends with it. */
-export type ServiceState = Cold | Starting | Hot | Stopping
+export type ServiceState = Cold | Starting | Hot | Draining | Stopping
 
 export const statusOf = (state: ServiceState): ServiceStatus => {
   switch (state._tag) {
@@ -74,6 +91,7 @@ export const statusOf = (state: ServiceState): ServiceStatus => {
     case "Starting":
       return "starting"
     case "Hot":
+    case "Draining":
       return "hot"
     case "Stopping":
       return "stopping"
