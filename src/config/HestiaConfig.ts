@@ -53,6 +53,7 @@ const ServiceFile = Schema.Struct({
 type ServiceFile = typeof ServiceFile.Type
 
 const LogLevelName = Schema.Literal("trace", "debug", "info", "warn", "warning", "error", "fatal", "none")
+const LogFormatName = Schema.Literal("json", "pretty")
 
 const MachineFile = Schema.Struct({
   host: Schema.NonEmptyString,
@@ -102,6 +103,7 @@ export const ConfigFile = Schema.Struct({
   ),
   database: Schema.optional(Schema.NonEmptyString),
   log_level: Schema.optional(LogLevelName),
+  log_format: Schema.optional(LogFormatName),
   auth: Schema.optional(
     Schema.NullOr(
       Schema.Struct({
@@ -184,6 +186,8 @@ export interface Settings {
   readonly port: number
   readonly database: string
   readonly logLevel: LogLevel.LogLevel
+  /** `json` lines or `pretty` (one readable line per event); undefined: pretty when stdout is a terminal. */
+  readonly logFormat: "json" | "pretty" | undefined
   readonly auth: {
     readonly apiKeys: ReadonlyArray<string>
     readonly dashboard: { readonly username: string; readonly password: string } | undefined
@@ -279,6 +283,7 @@ const toSettings = (source: string, file: ConfigFile, databaseDefault: string = 
   port: file.server?.port ?? defaults.port,
   database: file.database ?? databaseDefault,
   logLevel: logLevels[file.log_level ?? "info"],
+  logFormat: file.log_format,
   auth: {
     apiKeys: file.auth?.api_keys ?? [],
     dashboard: file.auth?.dashboard,
@@ -334,6 +339,7 @@ const readOverrides = (raw: Record<string, any>) =>
       ["HESTIA_HOST", ["server", "host"], (s) => s],
       ["HESTIA_PORT", ["server", "port"], parseEnvValue],
       ["HESTIA_LOG_LEVEL", ["log_level"], (s) => s.toLowerCase()],
+      ["HESTIA_LOG_FORMAT", ["log_format"], (s) => s.toLowerCase()],
       ["HESTIA_DATABASE", ["database"], (s) => s],
       [
         "HESTIA_API_KEYS",
