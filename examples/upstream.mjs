@@ -3,7 +3,8 @@
 //   node examples/upstream.mjs --port 9801 [--boot-ms 500] [--exit-code 3] [--ignore-sigterm]
 // --record FILE appends "start <pid>" to FILE when the process starts (tests count starts with it).
 // Routes: /health, /echo/*, /bytes?n=, /ndjson?lines=&interval=, /sse?events=&interval=, /gzip, /slow?ms=,
-//         /mirror (answers the request body as sent), /_seen (requests seen so far), anything else → echo.
+//         /mirror (answers the request body as sent), /_seen (requests seen so far),
+//         /print?text=&stream=stderr (prints text, one line, to stdout or stderr), anything else → echo.
 import { createHash } from "node:crypto"
 import { appendFileSync } from "node:fs"
 import { createServer } from "node:http"
@@ -57,6 +58,12 @@ const server = createServer((req, res) => {
         return json(res, 200, seen)
       case "/_stats":
         return json(res, 200, stats)
+      case "/print": {
+        const text = url.searchParams.get("text") ?? ""
+        if (url.searchParams.get("stream") === "stderr") console.error(text)
+        else console.log(text)
+        return json(res, 200, { printed: text })
+      }
       case "/mirror":
         res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/octet-stream" })
         return res.end(Buffer.concat(parts))

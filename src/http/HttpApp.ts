@@ -7,6 +7,7 @@ import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { activity } from "./ActivityRoutes.ts"
+import { logs } from "./LogsRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
 const Method = Schema.Literal("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -117,6 +118,7 @@ export const routes = HttpRouter.empty.pipe(
   HttpRouter.get("/healthz", healthz),
   HttpRouter.get("/", dashboard),
   HttpRouter.get("/v1/activity", activity),
+  HttpRouter.get("/v1/services/:id/logs", logs),
   HttpRouter.get(
     "/v1/services",
     Effect.flatMap(ServiceRegistry, (registry) => registry.list).pipe(
@@ -170,6 +172,7 @@ export const httpApp = HttpRouter.toHttpApp(routes).pipe(
         UpstreamUnavailable: errorResponse,
         UpstreamTimeout: errorResponse,
         BadRequest: errorResponse,
+        TooManyFollowers: errorResponse,
         ParseError: (error) => badRequest(ParseResult.TreeFormatter.formatErrorSync(error)),
         RequestError: (error) => badRequest(`request body: ${error.description ?? error.reason}`),
         RouteNotFound: (error) =>
