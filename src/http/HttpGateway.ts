@@ -5,6 +5,7 @@ import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { Metrics } from "../observability/Metrics.ts"
+import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { ServiceLogs } from "../observability/ServiceLogs.ts"
 import { isServicesUrl, ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
@@ -53,6 +54,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     Auth.Default,
     Store.Default,
     Metrics.Default,
+    MetricsHistory.Default,
     ServiceLogs.Default,
     LifecycleEvents.Default
   ]

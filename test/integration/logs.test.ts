@@ -147,5 +147,25 @@ layer(gatewayLayer(yaml), { excludeTestServices: true, timeout: "30 seconds" })(
         assert.match(extra.json.message, /unknown parameter "lines"/)
       })
     )
+
+    it.effect("GET /v1/metrics/history: the cold starts of the last hour; an unknown service is a 404", () =>
+      Effect.gen(function* () {
+        const base = yield* gatewayUrl
+        yield* call(`${base}/services/logs-echo/x`)
+        const history = yield* eventually(
+          callJson(`${base}/v1/metrics/history?serviceId=logs-echo`),
+          (r) => r.json.services?.["logs-echo"]?.coldStarts.length > 0
+        )
+        assert.strictEqual(history.json.intervalMs, 10_000)
+        const [start] = history.json.services["logs-echo"].coldStarts
+        assert.strictEqual(start.outcome, "success")
+        assert.strictEqual(start.machine, "local")
+        assert.isAbove(start.durationMs, 0)
+        const all = yield* callJson(`${base}/v1/metrics/history`)
+        assert.sameMembers(Object.keys(all.json.services), ["logs-echo", "logs-crash"])
+        const unknown = yield* callJson(`${base}/v1/metrics/history?serviceId=nope`)
+        assert.strictEqual(unknown.status, 404)
+      })
+    )
   }
 )
