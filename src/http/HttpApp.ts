@@ -7,6 +7,7 @@ import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { activity } from "./ActivityRoutes.ts"
+import { AUTH_DISABLED_WARNING, routes as dashboardRoutes } from "./DashboardRoutes.ts"
 import { logs } from "./LogsRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
@@ -76,8 +77,6 @@ const dispatch = Effect.gen(function* () {
   )
 })
 
-const AUTH_DISABLED_WARNING = "authentication is disabled: anyone who can reach this port can use every service"
-
 const healthz = Effect.gen(function* () {
   const config = yield* HestiaConfig
   const auth = yield* Auth
@@ -88,17 +87,6 @@ const healthz = Effect.gen(function* () {
     ...(auth.enabled() ? {} : { warning: AUTH_DISABLED_WARNING })
   })
 })
-
-/** A placeholder until the dashboard lands; the route and its Basic auth guard are real. */
-const dashboard = Effect.map(Auth, (auth) =>
-  HttpServerResponse.html(`<!doctype html>
-<html><head><meta charset="utf-8"><title>Hestia</title></head>
-<body><h1>Hestia</h1>
-${auth.enabled() ? "" : `<p role="alert"><strong>Warning:</strong> ${AUTH_DISABLED_WARNING}.</p>`}
-<p>The dashboard is coming. Meanwhile: <a href="/v1/services">/v1/services</a>, <a href="/v1/activity">/v1/activity</a>.</p>
-</body></html>
-`)
-)
 
 /** Every control route but `/healthz` needs credentials when auth is on (see Auth.guardFor). */
 const authorize = Effect.gen(function* () {
@@ -116,7 +104,6 @@ const authorize = Effect.gen(function* () {
 /** The control routes; `/services/...` is served by the ServiceProxy's listener before it gets here. */
 export const routes = HttpRouter.empty.pipe(
   HttpRouter.get("/healthz", healthz),
-  HttpRouter.get("/", dashboard),
   HttpRouter.get("/v1/activity", activity),
   HttpRouter.get("/v1/services/:id/logs", logs),
   HttpRouter.get(
@@ -156,7 +143,8 @@ export const routes = HttpRouter.empty.pipe(
     })
   ),
   HttpRouter.post("/v1/requests", dispatch),
-  HttpRouter.concat(observabilityRoutes)
+  HttpRouter.concat(observabilityRoutes),
+  HttpRouter.concat(dashboardRoutes)
 )
 
 /** Every failure of a control route becomes its typed HTTP answer here, and nowhere else. */

@@ -11,6 +11,7 @@ import { isServicesUrl, ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { Store } from "../store/Store.ts"
+import { DashboardAssets } from "./DashboardRoutes.ts"
 import { httpApp } from "./HttpApp.ts"
 
 /**
@@ -56,6 +57,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     Metrics.Default,
     MetricsHistory.Default,
     ServiceLogs.Default,
+    DashboardAssets.Default,
     LifecycleEvents.Default
   ]
 }) {}

@@ -147,8 +147,13 @@ layer(gatewayWith(onYaml, onLogs), { excludeTestServices: true, timeout: "30 sec
       assert.notInclude(page.text, "authentication is disabled")
       const api = yield* call(`${base}/v1/services`, { headers: { authorization: basic("admin", PASSWORD) } })
       assert.strictEqual(api.status, 200)
-      // The routes the page reads are behind the same login.
+      // The page's own files are behind the same login; so are the routes it reads.
+      const script = yield* call(`${base}/dashboard/dashboard.js`)
+      assert.strictEqual(script.status, 401)
+      assert.strictEqual(script.headers["www-authenticate"], 'Basic realm="hestia"')
       const withLogin = { authorization: basic("admin", PASSWORD) }
+      assert.strictEqual((yield* call(`${base}/dashboard/dashboard.js`, { headers: withLogin })).status, 200)
+      assert.strictEqual((yield* call(`${base}/dashboard/dashboard.css`, { headers: withLogin })).status, 200)
       for (const path of ["/v1/services/echo/logs", "/v1/metrics/history", "/v1/events"]) {
         assert.strictEqual((yield* call(`${base}${path}`)).status, 401, path)
       }
@@ -304,7 +309,7 @@ layer(gatewayWith(keysOnlyYaml, []), { excludeTestServices: true, timeout: "30 s
     it.effect("the page needs a key: as a header, or in a browser's login as the password", () =>
       Effect.gen(function* () {
         const base = yield* gatewayUrl
-        for (const path of ["/"]) {
+        for (const path of ["/", "/dashboard/dashboard.js"]) {
           const none = yield* call(`${base}${path}`)
           assert.strictEqual(none.status, 401, path)
           // Basic, so that a browser asks for it.

@@ -1,9 +1,10 @@
-import { execFileSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { ensureBundle } from "../fixtures/Bundle.ts"
 import {
+  call,
   callJson,
   eventually,
   freePort,
@@ -21,15 +22,29 @@ describe("the bundle npm start runs (dist/main.mjs)", () => {
     "builds, serves a cold start through a real process, and stops it on SIGTERM",
     () =>
       Effect.gen(function* () {
-        execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: repoRoot, stdio: "pipe" })
+        const entry = ensureBundle()
         const dir = tempDir("hestia-bundle-")
         const port = yield* Effect.promise(freePort)
         const config = Path.join(dir, "hestia.yml")
         writeFileSync(config, gatewayYaml(processService("echo", port, { settings: { idle_timeout_ms: 0 } })))
-        const gateway = yield* startGateway(config, { HESTIA_DATABASE: Path.join(dir, "hestia.db") }, ["dist/main.mjs"])
+        const gateway = yield* startGateway(config, { HESTIA_DATABASE: Path.join(dir, "hestia.db") }, entry)
 
         const health = yield* callJson(`${gateway.url}/healthz`)
         assert.strictEqual(health.json.status, "ok")
+        // The dashboard's files are part of dist/ (copied next to the chunks), served as they are in the sources.
+        const page = yield* call(`${gateway.url}/`)
+        assert.strictEqual(page.status, 200)
+        assert.include(page.text, '<script type="module" src="/dashboard/dashboard.js">')
+        assert.include(page.text, '"serviceId":"echo"')
+        for (const [name, type] of [
+          ["dashboard.js", "text/javascript"],
+          ["dashboard.css", "text/css"]
+        ] as const) {
+          const asset = yield* call(`${gateway.url}/dashboard/${name}`)
+          assert.strictEqual(asset.status, 200, name)
+          assert.match(String(asset.headers["content-type"]), new RegExp(`^${type}`))
+          assert.strictEqual(asset.text, readFileSync(Path.join(repoRoot, "src/http/dashboard", name), "utf8"))
+        }
         const response = yield* callJson(`${gateway.url}/services/echo/from/bundle?x=1`)
         assert.strictEqual(response.status, 200)
         assert.strictEqual(response.json.url, "/from/bundle?x=1")
