@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -56,6 +57,74 @@ describe("the bundle npm start runs (dist/main.mjs)", () => {
           Effect.sync(() => isAlive(pid)),
           (alive) => !alive
         )
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "`node dist/main.mjs | head -1`: the reader goes away, the gateway keeps running and answering",
+    () =>
+      Effect.gen(function* () {
+        const [entry] = ensureBundle()
+        const dir = tempDir("hestia-epipe-")
+        const [port, upstreamPort] = yield* Effect.promise(() => Promise.all([freePort(), freePort()]))
+        const config = Path.join(dir, "hestia.yml")
+        writeFileSync(config, gatewayYaml(processService("echo", upstreamPort, { settings: { idle_timeout_ms: 0 } })))
+        // The shell's pipeline, as a user types it; its own process group, so the test can end all of it.
+        const shell = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn("/bin/sh", ["-c", `"${process.execPath}" ${entry} | head -1`], {
+              cwd: repoRoot,
+              env: {
+                ...process.env,
+                HESTIA_CONFIG: config,
+                HESTIA_PORT: String(port),
+                HESTIA_DATABASE: Path.join(dir, "hestia.db")
+              },
+              detached: true,
+              stdio: ["ignore", "pipe", "pipe"]
+            })
+          ),
+          (child) =>
+            Effect.promise(() => {
+              if (child.exitCode !== null) return Promise.resolve()
+              const exited = new Promise((resolve) => child.once("exit", resolve))
+              process.kill(-child.pid!, "SIGTERM")
+              return exited
+            })
+        )
+        let out = ""
+        let err = ""
+        shell.stdout!.on("data", (chunk) => {
+          out += chunk
+        })
+        shell.stderr!.on("data", (chunk) => {
+          err += chunk
+        })
+        const base = `http://127.0.0.1:${port}`
+        const health = yield* eventually(
+          Effect.promise(() =>
+            callJson(`${base}/healthz`)
+              .pipe(Effect.runPromise)
+              .catch(() => ({ status: 0 }))
+          ),
+          (response) => response.status === 200
+        )
+        assert.strictEqual(health.status, 200)
+        // head printed one JSON line and left; a cold start then logs a dozen lines into the closed pipe.
+        assert.strictEqual(JSON.parse(out.trim()).event, "config_loaded")
+        const response = yield* callJson(`${base}/services/echo/after/head`)
+        assert.strictEqual(response.status, 200)
+        assert.strictEqual(response.json.url, "/after/head")
+        yield* eventually(
+          Effect.sync(() => err),
+          (text) => text.includes("hestia: stdout closed (EPIPE)")
+        )
+        const again = yield* callJson(`${base}/services/echo/still`)
+        assert.strictEqual(again.status, 200)
+        assert.strictEqual((yield* callJson(`${base}/healthz`)).status, 200)
+        assert.strictEqual(shell.exitCode, null, `the gateway is still running; stderr:\n${err}`)
+        assert.notInclude(err, "Unhandled")
       }).pipe(Effect.scoped),
     60_000
   )
