@@ -92,8 +92,11 @@ export class MetricsHistory extends Effect.Service<MetricsHistory>()("hestia/Met
     const subscription = yield* events.subscribe
     yield* Queue.take(subscription).pipe(Effect.map(recordColdStart), Effect.forever, Effect.forkScoped)
 
-    /** One service's last hour: requests per second per interval, and each cold start, oldest first. */
-    const history = (serviceId: string, now: number): ServiceHistory => {
+    /**
+     * One service's last hour: requests per second per interval, and each cold start, oldest first. The last point
+     * covers the interval in progress (from the last sample to now, once it is a second long), so a chart moves at once.
+     */
+    const history = (serviceId: string, now: number, current: number): ServiceHistory => {
       const entry = series.get(serviceId)
       if (entry === undefined) return { requests: [], coldStarts: [] }
       const since = now - Duration.toMillis(HISTORY_WINDOW)
@@ -104,18 +107,24 @@ export class MetricsHistory extends Effect.Service<MetricsHistory>()("hestia/Met
         if (at <= since || at <= before) continue
         requests.push({ at, perSecond: Math.max(0, total - previous) / ((at - before) / 1000) })
       }
+      const last = entry.samples.at(-1)
+      if (last !== undefined && now - last[0] >= 1_000) {
+        requests.push({ at: now, perSecond: Math.max(0, current - last[1]) / ((now - last[0]) / 1000) })
+      }
       return { requests, coldStarts: entry.coldStarts.filter((point) => point.at > since) }
     }
 
     return {
       /** Every service's history, or one's (`GET /v1/metrics/history`). */
       read: (serviceId?: string) =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const totals = yield* counted
           const ids = serviceId === undefined ? [...series.keys()] : [serviceId]
           return {
             intervalMs: Duration.toMillis(SAMPLE_INTERVAL),
             windowMs: Duration.toMillis(HISTORY_WINDOW),
-            services: Object.fromEntries(ids.map((id) => [id, history(id, now)]))
+            services: Object.fromEntries(ids.map((id) => [id, history(id, now, totals.get(id) ?? 0)]))
           }
         })
     }

@@ -48,6 +48,13 @@ describe("MetricsHistory: the last hour in memory, sampled on Effect's Clock", (
       )
       const one = yield* history.read("hist-b")
       assert.deepStrictEqual(Object.keys(one.services), ["hist-b"])
+      // Between samples, the last point is the interval in progress.
+      yield* count("hist-a", "2xx", 10)
+      yield* TestClock.adjust("5 seconds")
+      assert.deepStrictEqual((yield* history.read("hist-a")).services["hist-a"]!.requests.at(-1), {
+        at: 25_000,
+        perSecond: 2
+      })
     }).pipe(withHistory(yamlFor("hist-a", "hist-b")))
   )
 

@@ -264,18 +264,21 @@ const drawChart = (figure, caption, points, { windowMs, kind }) => {
   title.textContent = caption
   chart.append(title)
   if (kind === "line" && points.length > 0) {
+    // Steps: each value holds over its interval (`from` → `at`).
     chart.append(
       svg("polyline", {
         class: "line",
-        points: points.map((p) => `${x(p.at).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ")
+        points: points
+          .map((p) => `${x(p.from).toFixed(1)},${y(p.value).toFixed(1)} ${x(p.at).toFixed(1)},${y(p.value).toFixed(1)}`)
+          .join(" ")
       })
     )
   }
-  if (kind === "dots") {
+  if (kind === "bars") {
+    // Bars, not dots: the chart stretches to its box, which would squash circles.
     for (const p of points) {
-      chart.append(
-        svg("circle", { class: `dot ${p.outcome}`, cx: x(p.at).toFixed(1), cy: y(p.value).toFixed(1), r: 2.5 })
-      )
+      const at = x(p.at).toFixed(1)
+      chart.append(svg("line", { class: `bar ${p.outcome}`, x1: at, x2: at, y1: H, y2: y(p.value).toFixed(1) }))
     }
   }
   figure.replaceChildren(el("figcaption", { text: caption }), chart)
@@ -285,7 +288,11 @@ const renderCharts = (id) => {
   const service = services.get(id)
   const history = service.history
   if (history === null) return
-  const rates = history.requests.map((r) => ({ at: r.at, value: r.perSecond }))
+  const rates = history.requests.map((r, i, all) => ({
+    from: i === 0 ? r.at - history.intervalMs : all[i - 1].at,
+    at: r.at,
+    value: r.perSecond
+  }))
   const peak = Math.max(0, ...rates.map((r) => r.value))
   drawChart(service.card.requestsChart, `requests/s, last hour (peak ${peak.toFixed(peak < 10 ? 1 : 0)})`, rates, {
     windowMs: history.windowMs,
@@ -299,7 +306,7 @@ const renderCharts = (id) => {
       ? "cold starts, last hour: none"
       : `cold starts, last hour: ${starts.length} (last ${duration(lastStart.durationMs)})`,
     starts,
-    { windowMs: history.windowMs, kind: "dots" }
+    { windowMs: history.windowMs, kind: "bars" }
   )
 }
 
@@ -309,7 +316,7 @@ const refreshHistory = async () => {
     for (const [id, history] of Object.entries(body.services)) {
       const service = services.get(id)
       if (service === undefined) continue
-      service.history = { ...history, windowMs: body.windowMs }
+      service.history = { ...history, windowMs: body.windowMs, intervalMs: body.intervalMs }
       renderCharts(id)
     }
   } catch {
@@ -383,6 +390,7 @@ const EVENT_TYPES = [
 ]
 
 const connect = () => {
+  events?.close()
   events = new EventSource("/v1/events")
   events.addEventListener("open", () => {
     retryMs = 1000
@@ -402,9 +410,9 @@ const connect = () => {
   events.addEventListener("error", () => {
     setLive(false)
     // The browser retries by itself after a network error; after an HTTP error it gives up, so retry here.
-    if (events.readyState === EventSource.CLOSED) {
+    if (events?.readyState === EventSource.CLOSED) {
       events.close()
-      setTimeout(connect, retryMs)
+      setTimeout(() => document.visibilityState === "visible" && connect(), retryMs)
       retryMs = Math.min(retryMs * 2, 10_000)
     }
   })
@@ -609,6 +617,20 @@ const backfillSteps = async () => {
   }
 }
 
+// A browser opens at most 6 connections to one host and this page holds two (events, logs): a hidden tab lets
+// go of them, so that several open tabs do not starve each other; it reconnects (fresh snapshot) when shown.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden") {
+    events?.close()
+    events = null
+    logSource?.close()
+    logSource = null
+  } else {
+    if (events === null) connect()
+    if (logSource === null && byId("logs-follow").checked) void openLogs()
+  }
+})
+
 setLive(false)
 byId("connection").textContent = "connecting…"
 await refreshStatus()
@@ -616,4 +638,4 @@ void backfillSteps()
 void openLogs()
 connect()
 setInterval(tick, 1000)
-setInterval(refreshHistory, 10_000)
+setInterval(refreshHistory, 5_000)
