@@ -86,7 +86,10 @@ const api = async (path, options = {}) => {
 
 /** Per service: its config facts (from the page), its last status (from the API), the steps of its current start. */
 const services = new Map(
-  boot.services.map((config) => [config.serviceId, { config, status: null, steps: [], history: null, card: null }])
+  boot.services.map((config) => [
+    config.serviceId,
+    { config, status: null, steps: [], stepsVersion: 0, history: null, card: null }
+  ])
 )
 
 const stepText = (service, event) => {
@@ -117,6 +120,7 @@ const addStep = (service, event) => {
   const kind =
     event.type === "attempt_failed" || event.type === "start_failed" ? "fail" : event.type === "ready" ? "done" : ""
   service.steps.push({ at, text: stepText(service, event), kind })
+  service.stepsVersion++
 }
 
 const buildCard = (id, service) => {
@@ -137,6 +141,7 @@ const buildCard = (id, service) => {
   const stop = el("button", { type: "button", text: "Stop", "aria-label": `Stop ${id}` })
   const logs = el("button", { type: "button", text: "Logs", "aria-label": `Show the logs of ${id}` })
   const steps = el("ol", { class: "steps", "aria-label": `Steps of the start of ${id}`, "aria-live": "polite" })
+  const waiting = el("p", { class: "waiting at", hidden: true })
   const errorSummary = el("summary")
   const attempts = el("tbody")
   const error = el("details", { class: "error", hidden: true }, [
@@ -163,6 +168,7 @@ const buildCard = (id, service) => {
       Object.values(facts).map((f) => f.node)
     ),
     steps,
+    waiting,
     error,
     el("div", { class: "charts" }, [requestsChart, coldChart]),
     el("div", { class: "actions" }, [start, stop, logs])
@@ -175,7 +181,21 @@ const buildCard = (id, service) => {
     openLogs()
     byId("logs-output").focus()
   })
-  return { card, state, facts, start, stop, steps, error, errorSummary, attempts, requestsChart, coldChart }
+  return {
+    card,
+    state,
+    facts,
+    start,
+    stop,
+    steps,
+    stepsShown: -1,
+    waiting,
+    error,
+    errorSummary,
+    attempts,
+    requestsChart,
+    coldChart
+  }
 }
 
 /** Disable a button, first moving the keyboard focus to `instead` if the button had it. */
@@ -215,18 +235,25 @@ const renderService = (id) => {
   setDisabled(card.start, state === "hot" || state === "starting", card.stop)
   setDisabled(card.stop, state === "cold" || state === "stopping", card.start)
 
-  // The steps of the current (or last) start, with the time since the start was requested.
+  // The steps of the current (or last) start, with the time since the start was requested. The list is a live
+  // region: it is rebuilt only when a step is added, and the running clock sits outside it.
   const first = service.steps[0]?.at
-  card.steps.replaceChildren(
-    ...service.steps.map((step) =>
-      el("li", { class: step.kind }, [
-        el("span", { class: "at", text: `+${duration(step.at - first)} ` }),
-        document.createTextNode(step.text)
-      ])
+  if (card.stepsShown !== service.stepsVersion) {
+    card.stepsShown = service.stepsVersion
+    card.steps.replaceChildren(
+      ...service.steps.map((step) =>
+        el("li", { class: step.kind }, [
+          el("span", { class: "at", text: `+${duration(step.at - first)} ` }),
+          document.createTextNode(step.text)
+        ])
+      )
     )
-  )
-  if (state === "starting" && first !== undefined) {
-    card.steps.append(el("li", { class: "at", text: `waiting… ${duration(now() - first)} so far` }))
+  }
+  const waiting = state === "starting" && first !== undefined
+  card.waiting.hidden = !waiting
+  if (waiting) {
+    const phase = attempt?.phase === undefined ? "" : ` (${attempt.phase})`
+    card.waiting.textContent = `waiting${phase}… ${duration(now() - first)} so far`
   }
 
   const error = status.lastError
