@@ -3,7 +3,8 @@
 //   node examples/upstream.mjs --port 9801 [--boot-ms 500] [--exit-code 3] [--ignore-sigterm]
 // --record FILE appends "start <pid>" to FILE when the process starts (tests count starts with it).
 // Routes: /health, /echo/*, /bytes?n=, /ndjson?lines=&interval=, /sse?events=&interval=, /gzip, /slow?ms=,
-//         /mirror (answers the request body as sent), /_seen (requests seen so far), /_env (the names, not the
+//         /mirror (answers the request body as sent), /_seen (requests seen so far),
+//         /print?text=&stream=stderr (prints text, one line, to stdout or stderr), /_env (the names, not the
 //         values, of its environment variables), anything else → echo.
 import { createHash } from "node:crypto"
 import { appendFileSync } from "node:fs"
@@ -60,6 +61,12 @@ const server = createServer((req, res) => {
         return json(res, 200, stats)
       case "/_env":
         return json(res, 200, { names: Object.keys(process.env).sort() })
+      case "/print": {
+        const text = url.searchParams.get("text") ?? ""
+        if (url.searchParams.get("stream") === "stderr") console.error(text)
+        else console.log(text)
+        return json(res, 200, { printed: text })
+      }
       case "/mirror":
         res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/octet-stream" })
         return res.end(Buffer.concat(parts))

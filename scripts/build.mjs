@@ -1,7 +1,7 @@
 // Bundles the gateway into dist/main.mjs (plus lazily loaded chunks, e.g. the OpenTelemetry SDK that only tracing
 // needs). The bundle starts in well under a second and holds about half the memory of the TypeScript sources run
 // through tsx, which resolves and transpiles some 1500 modules at start. Native addons stay outside.
-import { rmSync } from "node:fs"
+import { cpSync, rmSync } from "node:fs"
 import { build } from "esbuild"
 
 rmSync("dist", { recursive: true, force: true })
@@ -25,3 +25,6 @@ const common = {
 // The gateway and the keys CLI are built apart, so the gateway's chunks hold only what it runs.
 await build({ ...common, entryPoints: ["src/main.ts"], outdir: "dist" })
 await build({ ...common, entryPoints: ["src/cli/keys.ts"], outdir: "dist/cli" })
+// The dashboard's page, script and style are served as they are (no framework, no build step): they sit next to
+// the chunks, where src/http/DashboardRoutes.ts looks for them (`./dashboard/` from its own module).
+cpSync("src/http/dashboard", "dist/dashboard", { recursive: true })

@@ -6,11 +6,22 @@ import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
 import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
 
+// First: a closed stdout or stderr (`| head -1`, a restarted log collector) must never end the gateway.
+Logging.guardStdio()
+
 const ConfigLive = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 
-const LoggingLive = Layer.unwrapEffect(Effect.map(HestiaConfig, (config) => Logging.layer(config.logLevel))).pipe(
-  Layer.provide(ConfigLive)
-)
+const LoggingLive = Layer.unwrapEffect(
+  Effect.map(HestiaConfig, (config) =>
+    Logging.layer(config.logLevel, Logging.resolveFormat(config.logFormat), {
+      attemptsOf: (serviceId) => {
+        const service = config.services.get(serviceId)
+        return service === undefined ? undefined : service.retryCount + 1
+      },
+      width: Math.max(0, ...Array.from(config.services.keys(), (id) => id.length))
+    })
+  )
+).pipe(Layer.provide(ConfigLive))
 
 const ConfigReport = Layer.effectDiscard(
   Effect.gen(function* () {
@@ -48,7 +59,7 @@ const GatewayLive = Layer.mergeAll(HttpGateway.Default, ConfigReport).pipe(
 Layer.launch(GatewayLive).pipe(
   Effect.catchTag("ConfigError", (error) =>
     Effect.sync(() => {
-      process.stderr.write(`hestia: configuration error: ${error.message}\n`)
+      Logging.stderr(`hestia: configuration error: ${error.message}\n`)
       process.exit(2)
     })
   ),

@@ -36,12 +36,12 @@ const basicCredentials = (headers: RequestHeaders): string | undefined => {
 // One-shot hashing: about half the cost of createHash().update().digest() on the request path.
 const digest = (text: string) => hash("sha256", text, "buffer")
 
-/** Which credentials a path needs. `/healthz` is always open; `/` is the dashboard. */
+/** Which credentials a path needs. `/healthz` is always open; `/` and its assets under `/dashboard/` are the dashboard. */
 export type Guard = "open" | "dashboard" | "apiKey"
 
 export const guardFor = (method: string, path: string): Guard => {
   if (path === "/healthz") return "open"
-  if (path === "/" && (method === "GET" || method === "HEAD")) return "dashboard"
+  if ((path === "/" || path.startsWith("/dashboard/")) && (method === "GET" || method === "HEAD")) return "dashboard"
   return "apiKey"
 }
 
@@ -198,35 +198,50 @@ export class Auth extends Effect.Service<Auth>()("hestia/Auth", {
       )
     }
 
+    /** A valid API key presented as a header, or as the password of Basic credentials (what a browser can send). */
+    const keyMatches = (headers: RequestHeaders, now: number): "ok" | "missing" | "invalid" => {
+      const basic = basicCredentials(headers)
+      const key = presentedKey(headers) ?? (basic === undefined ? undefined : basic.slice(basic.indexOf(":") + 1))
+      if (key === undefined) return "missing"
+      const hash = matchKey(key)
+      if (hash === undefined) return "invalid"
+      used.set(hash, now)
+      return "ok"
+    }
+
     /** The credentials a request needs, checked; the typed error (also recorded) when they are missing or wrong. */
     const check = (request: RequestInfo): Unauthorized | undefined => {
       const queryAt = request.url.indexOf("?")
       const guard = guardFor(request.method, queryAt === -1 ? request.url : request.url.slice(0, queryAt))
       if (guard === "open") return undefined
       if (guard === "dashboard") {
-        if (dashboardDigest === undefined || dashboardMatches(request.headers)) return undefined
-        const reason =
-          basicCredentials(request.headers) === undefined
-            ? "missing dashboard credentials"
-            : "wrong dashboard credentials"
+        if (dashboardDigest !== undefined) {
+          if (dashboardMatches(request.headers)) return undefined
+          const reason =
+            basicCredentials(request.headers) === undefined
+              ? "missing dashboard credentials"
+              : "wrong dashboard credentials"
+          recordDenial(request, reason)
+          return new Unauthorized({ reason, challenge: "Basic" })
+        }
+        // No dashboard login but API keys on: the page needs a key (in a browser: any user name, the key as password).
+        if (!enabled) return undefined
+        const now = clock.unsafeCurrentTimeMillis()
+        maintain(now)
+        const outcome = keyMatches(request.headers, now)
+        if (outcome === "ok") return undefined
+        const reason = outcome === "missing" ? "missing API key" : "invalid API key"
         recordDenial(request, reason)
         return new Unauthorized({ reason, challenge: "Basic" })
       }
       const now = clock.unsafeCurrentTimeMillis()
       maintain(now)
       if (!enabled) return undefined
-      const key = presentedKey(request.headers)
-      if (key !== undefined) {
-        const hash = matchKey(key)
-        if (hash !== undefined) {
-          used.set(hash, now)
-          return undefined
-        }
-      } else if (dashboardMatches(request.headers)) {
-        // The dashboard's own calls: the browser repeats its Basic credentials for every path under `/`.
-        return undefined
-      }
-      const reason = key === undefined ? "missing API key" : "invalid API key"
+      // The dashboard's own calls: the browser repeats its Basic credentials for every path under `/`.
+      if (presentedKey(request.headers) === undefined && dashboardMatches(request.headers)) return undefined
+      const outcome = keyMatches(request.headers, now)
+      if (outcome === "ok") return undefined
+      const reason = outcome === "missing" ? "missing API key" : "invalid API key"
       recordDenial(request, reason)
       return new Unauthorized({ reason })
     }

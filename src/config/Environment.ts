@@ -36,6 +36,7 @@ const globals: ReadonlyArray<readonly [string, ReadonlyArray<string>, (raw: stri
   ["HESTIA_HOST", ["server", "host"], text],
   ["HESTIA_PORT", ["server", "port"], yamlScalar],
   ["HESTIA_LOG_LEVEL", ["log_level"], (raw) => raw.toLowerCase()],
+  ["HESTIA_LOG_FORMAT", ["log_format"], (raw) => raw.toLowerCase()],
   ["HESTIA_DATABASE", ["database"], text],
   ["HESTIA_API_KEYS", ["auth", "api_keys"], list],
   ["HESTIA_SHUTDOWN_GRACE_MS", ["shutdown_grace_ms"], yamlScalar],

@@ -65,6 +65,8 @@ export const SemaphoreServerSettings = Schema.Struct({
 const settingsFields = {
   database: Schema.optionalWith(Schema.NonEmptyString, { default: () => "./data/hestia.db" }),
   logLevel: Schema.optionalWith(LogLevelFromName, { default: () => LogLevel.Info }).pipe(Schema.fromKey("log_level")),
+  /** `json` lines or `pretty` (one readable line per event); undefined: pretty when stdout is a terminal. */
+  logFormat: orUndefined(Schema.Literal("json", "pretty")).pipe(Schema.fromKey("log_format")),
   auth: Schema.optionalWith(AuthSettings, { nullable: true, default: () => AuthSettings.make({}) }),
   machines: Schema.optionalWith(Machines, { nullable: true, default: () => new Map() }),
   services: Schema.optionalWith(Services, { nullable: true, default: () => new Map() }),

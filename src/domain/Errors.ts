@@ -31,6 +31,15 @@ export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", {
   }
 }
 
+export class TooManyFollowers extends Schema.TaggedError<TooManyFollowers>()("TooManyFollowers", {
+  serviceId: Schema.String,
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `too many clients follow logs (at most ${this.limit}); try again later`
+  }
+}
+
 export const StartAttempt = Schema.Struct({
   machine: Schema.String,
   attempt: Schema.Number,

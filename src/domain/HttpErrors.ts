@@ -3,6 +3,7 @@ import type {
   QueueFull,
   QueueTimeout,
   StartupFailed,
+  TooManyFollowers,
   Unauthorized,
   UnknownService,
   UpstreamTimeout,
@@ -19,6 +20,7 @@ export type GatewayError =
   | UpstreamUnavailable
   | UpstreamTimeout
   | BadRequest
+  | TooManyFollowers
 
 export interface ErrorResponse {
   readonly status: number
@@ -68,5 +70,11 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
       return { status: 504, headers: {}, body: { ...body, serviceId: error.serviceId } }
     case "BadRequest":
       return { status: 400, headers: {}, body }
+    case "TooManyFollowers":
+      return {
+        status: 503,
+        headers: { "retry-after": RETRY_AFTER_SECONDS },
+        body: { ...body, serviceId: error.serviceId, limit: error.limit }
+      }
   }
 }

@@ -1,36 +1,14 @@
-import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, ParseResult, Schema } from "effect"
+import { HttpServerResponse } from "@effect/platform"
+import { Effect, Schema } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
-import { BadRequest, UnknownService } from "../domain/Errors.ts"
+import { UnknownService } from "../domain/Errors.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
+import { decodeSearchParams, intParam, param, wholeNumber } from "./SearchParams.ts"
 
 export const DEFAULT_LIMIT = 100
 export const MAX_LIMIT = 1_000
 
-/** A search parameter decoded with one plain message when it is wrong (the value is echoed back). */
-const param = <A>(name: string, expected: string, parse: (text: string) => A | undefined, show: (value: A) => string) =>
-  Schema.transformOrFail(Schema.String, Schema.Any as Schema.Schema<A>, {
-    strict: true,
-    decode: (text, _, ast) => {
-      const value = parse(text)
-      return value === undefined
-        ? ParseResult.fail(new ParseResult.Type(ast, text, `${name} must be ${expected}, got "${text}"`))
-        : ParseResult.succeed(value)
-    },
-    encode: (value) => ParseResult.succeed(show(value))
-  })
-
-const wholeNumber = (text: string) => (/^\d{1,15}$/.test(text) ? Number(text) : undefined)
-
-const Limit = param(
-  "limit",
-  `a whole number from 1 to ${MAX_LIMIT}`,
-  (text) => {
-    const n = wholeNumber(text)
-    return n !== undefined && n >= 1 && n <= MAX_LIMIT ? n : undefined
-  },
-  String
-)
+const Limit = intParam("limit", 1, MAX_LIMIT)
 
 const Before = param(
   "before",
@@ -51,18 +29,9 @@ export const ActivityParams = Schema.Struct({
   before: Schema.optional(Before)
 })
 
-const decodeParams = Schema.decodeUnknown(ActivityParams, { onExcessProperty: "error", errors: "first" })
-
 /** `GET /v1/activity`: the persisted timeline, newest first, one bounded page at a time. */
 export const activity = Effect.gen(function* () {
-  const params = yield* Effect.flatMap(HttpServerRequest.ParsedSearchParams, decodeParams).pipe(
-    Effect.mapError((error) => {
-      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]!
-      const name = issue.path.join(".")
-      if (issue._tag === "Unexpected") return new BadRequest({ reason: `unknown parameter "${name}"` })
-      return new BadRequest({ reason: issue.message.startsWith(name) ? issue.message : `${name}: ${issue.message}` })
-    })
-  )
+  const params = yield* decodeSearchParams(ActivityParams)
   const config = yield* HestiaConfig
   if (params.serviceId !== undefined && !config.services.has(params.serviceId)) {
     return yield* new UnknownService({ serviceId: params.serviceId })

@@ -8,6 +8,8 @@ import { ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
 import { activity } from "./ActivityRoutes.ts"
+import { AUTH_DISABLED_WARNING, routes as dashboardRoutes } from "./DashboardRoutes.ts"
+import { logs } from "./LogsRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
 const Method = Schema.Literal("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -76,8 +78,6 @@ const dispatch = Effect.gen(function* () {
   )
 })
 
-const AUTH_DISABLED_WARNING = "authentication is disabled: anyone who can reach this port can use every service"
-
 /** 200 even when degraded (database writes failing): the gateway still serves, a healthcheck must not kill it. */
 const healthz = Effect.gen(function* () {
   const config = yield* HestiaConfig
@@ -91,17 +91,6 @@ const healthz = Effect.gen(function* () {
     store
   })
 })
-
-/** A placeholder until the dashboard lands; the route and its Basic auth guard are real. */
-const dashboard = Effect.map(Auth, (auth) =>
-  HttpServerResponse.html(`<!doctype html>
-<html><head><meta charset="utf-8"><title>Hestia</title></head>
-<body><h1>Hestia</h1>
-${auth.enabled() ? "" : `<p role="alert"><strong>Warning:</strong> ${AUTH_DISABLED_WARNING}.</p>`}
-<p>The dashboard is coming. Meanwhile: <a href="/v1/services">/v1/services</a>, <a href="/v1/activity">/v1/activity</a>.</p>
-</body></html>
-`)
-)
 
 /** Every control route but `/healthz` needs credentials when auth is on (see Auth.guardFor). */
 const authorize = Effect.gen(function* () {
@@ -119,8 +108,8 @@ const authorize = Effect.gen(function* () {
 /** The control routes; `/services/...` is served by the ServiceProxy's listener before it gets here. */
 export const routes = HttpRouter.empty.pipe(
   HttpRouter.get("/healthz", healthz),
-  HttpRouter.get("/", dashboard),
   HttpRouter.get("/v1/activity", activity),
+  HttpRouter.get("/v1/services/:id/logs", logs),
   HttpRouter.get(
     "/v1/services",
     Effect.flatMap(ServiceRegistry, (registry) => registry.list).pipe(
@@ -158,7 +147,8 @@ export const routes = HttpRouter.empty.pipe(
     })
   ),
   HttpRouter.post("/v1/requests", dispatch),
-  HttpRouter.concat(observabilityRoutes)
+  HttpRouter.concat(observabilityRoutes),
+  HttpRouter.concat(dashboardRoutes)
 )
 
 /** Every failure of a control route becomes its typed HTTP answer here, and nowhere else. */
@@ -174,6 +164,7 @@ export const httpApp = HttpRouter.toHttpApp(routes).pipe(
         UpstreamUnavailable: errorResponse,
         UpstreamTimeout: errorResponse,
         BadRequest: errorResponse,
+        TooManyFollowers: errorResponse,
         ParseError: (error) => badRequest(ParseResult.TreeFormatter.formatErrorSync(error)),
         RequestError: (error) => badRequest(`request body: ${error.description ?? error.reason}`),
         RouteNotFound: (error) =>

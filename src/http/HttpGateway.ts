@@ -5,11 +5,14 @@ import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { Metrics } from "../observability/Metrics.ts"
+import { MetricsHistory } from "../observability/MetricsHistory.ts"
+import { ServiceLogs } from "../observability/ServiceLogs.ts"
 import { isServicesUrl, ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
+import { DashboardAssets } from "./DashboardRoutes.ts"
 import { httpApp } from "./HttpApp.ts"
 
 /**
@@ -54,6 +57,9 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     ActivityLog.Default,
     StoreHealth.Default,
     Metrics.Default,
+    MetricsHistory.Default,
+    ServiceLogs.Default,
+    DashboardAssets.Default,
     LifecycleEvents.Default
   ]
 }) {}

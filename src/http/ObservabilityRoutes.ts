@@ -1,8 +1,12 @@
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Clock, type Duration, Effect, Queue, Ref, Schedule, Schema, Stream } from "effect"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { UnknownService } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
+import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
+import { decodeSearchParams } from "./SearchParams.ts"
 
 // ---------------------------------------------------------------------------
 // Live events: `GET /v1/events` as Server-Sent Events.
@@ -78,6 +82,11 @@ export const eventStream = (
 
 const ServiceParams = Schema.Struct({ id: Schema.String })
 
+/** `?serviceId=`: one service's history, else every service's. */
+const HistoryParams = Schema.Struct({
+  serviceId: Schema.optional(Schema.NonEmptyString.annotations({ message: () => "serviceId must not be empty" }))
+})
+
 export const routes = HttpRouter.empty.pipe(
   HttpRouter.get(
     "/metrics",
@@ -93,6 +102,16 @@ export const routes = HttpRouter.empty.pipe(
     Effect.gen(function* () {
       const metrics = yield* Metrics
       return yield* HttpServerResponse.json(yield* metrics.json())
+    })
+  ),
+  HttpRouter.get(
+    "/v1/metrics/history",
+    Effect.gen(function* () {
+      const { serviceId } = yield* decodeSearchParams(HistoryParams)
+      const config = yield* HestiaConfig
+      if (serviceId !== undefined && !config.services.has(serviceId)) return yield* new UnknownService({ serviceId })
+      const history = yield* MetricsHistory
+      return yield* HttpServerResponse.json(yield* history.read(serviceId))
     })
   ),
   HttpRouter.get(

@@ -1,5 +1,6 @@
 import { Effect, Layer } from "effect"
 import type { Target } from "../domain/Placement.ts"
+import { ServiceLogs } from "../observability/ServiceLogs.ts"
 import { ProcessRecords } from "../store/ProcessRecords.ts"
 import * as External from "./External.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
@@ -25,4 +26,9 @@ export const layer = Layer.scoped(
       reclaim: process.reclaim
     } satisfies OrchestratorShape
   })
-).pipe(Layer.provide(ProcessRecords.Default), Layer.provideMerge(SemaphoreTasks.layer))
+).pipe(
+  Layer.provide(ProcessRecords.Default),
+  // The same ServiceLogs.Default the HttpGateway serves from: layers are shared by reference, so one ring per service.
+  Layer.provide(ServiceLogs.Default),
+  Layer.provideMerge(SemaphoreTasks.layer)
+)

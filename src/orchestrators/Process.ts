@@ -1,11 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { connect } from "node:net"
-import * as readline from "node:readline"
+import { StringDecoder } from "node:string_decoder"
 import { Clock, Deferred, Effect, Exit, FiberId, Layer, Option, Runtime, Schedule, type Scope } from "effect"
 import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
 import { PortInUse, ProcessExited, SpawnFailed } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
+import { type LogStream, MAX_LINE_CHARS, ServiceLogs } from "../observability/ServiceLogs.ts"
 import { type ProcessRecord, ProcessRecords } from "../store/ProcessRecords.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
 
@@ -122,12 +123,45 @@ const signalGroup = (pid: number, signal: NodeJS.Signals) => {
 }
 
 /**
+ * Splits a child's output into lines as it arrives. A line never grows past MAX_LINE_CHARS in memory: a longer one
+ * is passed on at that length and the rest of it, up to its newline, is dropped.
+ */
+export const lineSplitter = (stream: NodeJS.ReadableStream, onLine: (line: string) => void) => {
+  const decoder = new StringDecoder("utf8")
+  let partial = ""
+  let discarding = false
+  const emit = (line: string) => onLine(line.endsWith("\r") ? line.slice(0, -1) : line)
+  stream.on("data", (chunk: Buffer | string) => {
+    const text = typeof chunk === "string" ? chunk : decoder.write(chunk)
+    let start = 0
+    for (let newline = text.indexOf("\n"); newline !== -1; newline = text.indexOf("\n", start)) {
+      if (!discarding) emit(partial + text.slice(start, Math.min(newline, start + MAX_LINE_CHARS)))
+      partial = ""
+      discarding = false
+      start = newline + 1
+    }
+    if (discarding) return
+    partial += text.slice(start)
+    if (partial.length > MAX_LINE_CHARS) {
+      emit(partial)
+      partial = ""
+      discarding = true
+    }
+  })
+  stream.on("end", () => {
+    const rest = partial + decoder.end()
+    if (!discarding && rest !== "") emit(rest)
+  })
+}
+
+/**
  * Local processes: spawns `command` in its own process group, logs its output, stops it with SIGTERM and,
  * after `stop_grace_ms`, SIGKILL. Every group still alive when the gateway exits is killed.
  */
 export const make = Effect.gen(function* () {
-  const runtime = yield* Effect.runtime<never>()
-  const runFork = Runtime.runFork(runtime)
+  // Output lines are recorded synchronously from the stream's callback: nothing is forked per line.
+  const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+  const logs = yield* ServiceLogs
   const store = yield* ProcessRecords
   const config = yield* HestiaConfig
   const scope: Scope.Scope = yield* Effect.scope
@@ -139,10 +173,12 @@ export const make = Effect.gen(function* () {
   // A last resort when the gateway exits without running finalizers (uncaught error, process.exit).
   process.on("exit", killAllNow)
 
-  const pipeOutput = (serviceId: string, pid: number, stream: NodeJS.ReadableStream | null, name: string) => {
+  /** Each line of a child's output goes to the service's log ring and to the gateway's own log. */
+  const pipeOutput = (serviceId: string, pid: number, stream: NodeJS.ReadableStream | null, name: LogStream) => {
     if (stream === null) return
-    readline.createInterface({ input: stream }).on("line", (line) => {
-      runFork(Effect.logInfo(line).pipe(Effect.annotateLogs({ event: "process_output", serviceId, pid, stream: name })))
+    lineSplitter(stream, (line) => {
+      logs.append(serviceId, name, line)
+      runSync(Effect.logInfo(line).pipe(Effect.annotateLogs({ event: "process_output", serviceId, pid, stream: name })))
     })
   }
 
@@ -341,4 +377,4 @@ export const make = Effect.gen(function* () {
 })
 
 /** Local processes only (every target is spawned here). */
-export const layer = Layer.scoped(Orchestrator, make)
+export const layer = Layer.scoped(Orchestrator, make).pipe(Layer.provide(ServiceLogs.Default))

@@ -147,6 +147,18 @@ layer(gatewayWith(onYaml, onLogs), { excludeTestServices: true, timeout: "30 sec
       assert.notInclude(page.text, "authentication is disabled")
       const api = yield* call(`${base}/v1/services`, { headers: { authorization: basic("admin", PASSWORD) } })
       assert.strictEqual(api.status, 200)
+      // The page's own files are behind the same login; so are the routes it reads.
+      const script = yield* call(`${base}/dashboard/dashboard.js`)
+      assert.strictEqual(script.status, 401)
+      assert.strictEqual(script.headers["www-authenticate"], 'Basic realm="hestia"')
+      const withLogin = { authorization: basic("admin", PASSWORD) }
+      assert.strictEqual((yield* call(`${base}/dashboard/dashboard.js`, { headers: withLogin })).status, 200)
+      assert.strictEqual((yield* call(`${base}/dashboard/dashboard.css`, { headers: withLogin })).status, 200)
+      for (const path of ["/v1/services/echo/logs", "/v1/metrics/history", "/v1/events"]) {
+        assert.strictEqual((yield* call(`${base}${path}`)).status, 401, path)
+      }
+      assert.strictEqual((yield* call(`${base}/v1/services/echo/logs`, { headers: withLogin })).status, 200)
+      assert.strictEqual((yield* call(`${base}/v1/metrics/history`, { headers: withKey })).status, 200)
     })
   )
 
@@ -282,6 +294,46 @@ describe("auth off", () => {
     )
   })
 })
+
+// ---------------------------------------------------------------------------
+
+const keysOnlyYaml = `server: { host: 127.0.0.1, port: 0 }
+auth:
+  api_keys: [${JSON.stringify(KEY)}]
+services:
+${await echoService("echo")}`
+
+layer(gatewayWith(keysOnlyYaml, []), { excludeTestServices: true, timeout: "30 seconds" })(
+  "auth on with API keys and no dashboard login",
+  (it) => {
+    it.effect("the page needs a key: as a header, or in a browser's login as the password", () =>
+      Effect.gen(function* () {
+        const base = yield* gatewayUrl
+        for (const path of ["/", "/dashboard/dashboard.js"]) {
+          const none = yield* call(`${base}${path}`)
+          assert.strictEqual(none.status, 401, path)
+          // Basic, so that a browser asks for it.
+          assert.strictEqual(none.headers["www-authenticate"], 'Basic realm="hestia"')
+          assert.strictEqual((yield* call(`${base}${path}`, { headers: withKey })).status, 200, path)
+        }
+        assert.strictEqual(
+          (yield* call(`${base}/`, { headers: { authorization: basic("me", "hk_wrong") } })).status,
+          401
+        )
+        const login = { authorization: basic("anyone", KEY) }
+        const page = yield* call(`${base}/`, { headers: login })
+        assert.strictEqual(page.status, 200)
+        assert.notInclude(page.text, "authentication is disabled")
+        // The browser repeats that login for the page's API calls.
+        assert.strictEqual((yield* call(`${base}/v1/services`, { headers: login })).status, 200)
+        assert.strictEqual(
+          (yield* call(`${base}/v1/services`, { headers: { authorization: basic("x", "nope") } })).status,
+          401
+        )
+      })
+    )
+  }
+)
 
 // ---------------------------------------------------------------------------
 

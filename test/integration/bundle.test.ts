@@ -1,11 +1,13 @@
-import { execFileSync } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { ensureBundle } from "../fixtures/Bundle.ts"
 import {
+  call,
   callJson,
   eventually,
   freePort,
@@ -54,15 +56,29 @@ describe("the bundle npm start runs (dist/main.mjs)", () => {
     "builds, serves a cold start through a real process, and stops it on SIGTERM",
     () =>
       Effect.gen(function* () {
-        execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: repoRoot, stdio: "pipe" })
+        const entry = ensureBundle()
         const dir = tempDir("hestia-bundle-")
         const port = yield* Effect.promise(freePort)
         const config = Path.join(dir, "hestia.yml")
         writeFileSync(config, gatewayYaml(processService("echo", port, { settings: { idle_timeout_ms: 0 } })))
-        const gateway = yield* startGateway(config, { HESTIA_DATABASE: Path.join(dir, "hestia.db") }, ["dist/main.mjs"])
+        const gateway = yield* startGateway(config, { HESTIA_DATABASE: Path.join(dir, "hestia.db") }, entry)
 
         const health = yield* callJson(`${gateway.url}/healthz`)
         assert.strictEqual(health.json.status, "ok")
+        // The dashboard's files are part of dist/ (copied next to the chunks), served as they are in the sources.
+        const page = yield* call(`${gateway.url}/`)
+        assert.strictEqual(page.status, 200)
+        assert.include(page.text, '<script type="module" src="/dashboard/dashboard.js">')
+        assert.include(page.text, '"serviceId":"echo"')
+        for (const [name, type] of [
+          ["dashboard.js", "text/javascript"],
+          ["dashboard.css", "text/css"]
+        ] as const) {
+          const asset = yield* call(`${gateway.url}/dashboard/${name}`)
+          assert.strictEqual(asset.status, 200, name)
+          assert.match(String(asset.headers["content-type"]), new RegExp(`^${type}`))
+          assert.strictEqual(asset.text, readFileSync(Path.join(repoRoot, "src/http/dashboard", name), "utf8"))
+        }
         const response = yield* callJson(`${gateway.url}/services/echo/from/bundle?x=1`)
         assert.strictEqual(response.status, 200)
         assert.strictEqual(response.json.url, "/from/bundle?x=1")
@@ -82,7 +98,7 @@ describe("the bundle npm start runs (dist/main.mjs)", () => {
     "with OTEL_EXPORTER_OTLP_ENDPOINT set, the bundle starts and its cold-start trace reaches the receiver",
     () =>
       Effect.gen(function* () {
-        execFileSync(process.execPath, ["scripts/build.mjs"], { cwd: repoRoot, stdio: "pipe" })
+        const [entry] = ensureBundle()
         const receiver = yield* otlpReceiver
         const dir = tempDir("hestia-bundle-otlp-")
         const port = yield* Effect.promise(freePort)
@@ -95,7 +111,7 @@ describe("the bundle npm start runs (dist/main.mjs)", () => {
             OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
             OTEL_BSP_SCHEDULE_DELAY: "100"
           },
-          ["dist/main.mjs"]
+          [entry!]
         )
         const response = yield* callJson(`${gateway.url}/services/traced/hello`)
         assert.strictEqual(response.status, 200)
@@ -119,6 +135,74 @@ describe("the bundle npm start runs (dist/main.mjs)", () => {
         assert.deepStrictEqual(attribute(coldStart!, "hestia.outcome"), { stringValue: "ready" })
         // The proxied request has its own trace, linked to the cold start it waited for.
         assert.isAtLeast(byName("ServiceProxy.request").length, 1)
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "`node dist/main.mjs | head -1`: the reader goes away, the gateway keeps running and answering",
+    () =>
+      Effect.gen(function* () {
+        const [entry] = ensureBundle()
+        const dir = tempDir("hestia-epipe-")
+        const [port, upstreamPort] = yield* Effect.promise(() => Promise.all([freePort(), freePort()]))
+        const config = Path.join(dir, "hestia.yml")
+        writeFileSync(config, gatewayYaml(processService("echo", upstreamPort, { settings: { idle_timeout_ms: 0 } })))
+        // The shell's pipeline, as a user types it; its own process group, so the test can end all of it.
+        const shell = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn("/bin/sh", ["-c", `"${process.execPath}" ${entry} | head -1`], {
+              cwd: repoRoot,
+              env: {
+                ...process.env,
+                HESTIA_CONFIG: config,
+                HESTIA_PORT: String(port),
+                HESTIA_DATABASE: Path.join(dir, "hestia.db")
+              },
+              detached: true,
+              stdio: ["ignore", "pipe", "pipe"]
+            })
+          ),
+          (child) =>
+            Effect.promise(() => {
+              if (child.exitCode !== null) return Promise.resolve()
+              const exited = new Promise((resolve) => child.once("exit", resolve))
+              process.kill(-child.pid!, "SIGTERM")
+              return exited
+            })
+        )
+        let out = ""
+        let err = ""
+        shell.stdout!.on("data", (chunk) => {
+          out += chunk
+        })
+        shell.stderr!.on("data", (chunk) => {
+          err += chunk
+        })
+        const base = `http://127.0.0.1:${port}`
+        const health = yield* eventually(
+          Effect.promise(() =>
+            callJson(`${base}/healthz`)
+              .pipe(Effect.runPromise)
+              .catch(() => ({ status: 0 }))
+          ),
+          (response) => response.status === 200
+        )
+        assert.strictEqual(health.status, 200)
+        // head printed one JSON line and left; a cold start then logs a dozen lines into the closed pipe.
+        assert.strictEqual(JSON.parse(out.trim()).event, "config_loaded")
+        const response = yield* callJson(`${base}/services/echo/after/head`)
+        assert.strictEqual(response.status, 200)
+        assert.strictEqual(response.json.url, "/after/head")
+        yield* eventually(
+          Effect.sync(() => err),
+          (text) => text.includes("hestia: stdout closed (EPIPE)")
+        )
+        const again = yield* callJson(`${base}/services/echo/still`)
+        assert.strictEqual(again.status, 200)
+        assert.strictEqual((yield* callJson(`${base}/healthz`)).status, 200)
+        assert.strictEqual(shell.exitCode, null, `the gateway is still running; stderr:\n${err}`)
+        assert.notInclude(err, "Unhandled")
       }).pipe(Effect.scoped),
     60_000
   )

@@ -82,6 +82,7 @@ services:
           HESTIA_PORT: "9999",
           HESTIA_HOST: "127.0.0.1",
           HESTIA_LOG_LEVEL: "DEBUG",
+          HESTIA_LOG_FORMAT: "Pretty",
           HESTIA_API_KEYS: "k1, k2",
           MY_SVC_IDLE_TIMEOUT_MS: "5000",
           MY_SVC_BASE_URL: "http://other:2",
@@ -91,6 +92,7 @@ services:
       assert.strictEqual(settings.port, 9999)
       assert.strictEqual(settings.host, "127.0.0.1")
       assert.strictEqual(settings.logLevel, LogLevel.Debug)
+      assert.strictEqual(settings.logFormat, "pretty")
       assert.deepStrictEqual(settings.auth.apiKeys, ["k1", "k2"])
       const svc = settings.services.get("my-svc")!
       assert.strictEqual(svc.idleTimeoutMs, 5000)
@@ -130,6 +132,19 @@ services:
       assert.strictEqual(error.message, "conf.yml: services.a.idle_timout_ms: unknown key")
       const top = yield* failure("sevices: {}\n")
       assert.strictEqual(top.message, "conf.yml: sevices: unknown key")
+    })
+  )
+
+  it.effect("log_format is json or pretty, absent by default (pretty on a terminal is decided at start)", () =>
+    Effect.gen(function* () {
+      const none = yield* parse("services: {}\n", "conf.yml").pipe(withEnv({}))
+      assert.isUndefined(none.logFormat)
+      const json = yield* parse("log_format: json\n", "conf.yml").pipe(withEnv({}))
+      assert.strictEqual(json.logFormat, "json")
+      const error = yield* failure("log_format: fancy\n")
+      assert.strictEqual(error.path, "log_format")
+      const bad = yield* failure("services: {}\n", { HESTIA_LOG_FORMAT: "xml" })
+      assert.strictEqual(bad.file, "environment variable HESTIA_LOG_FORMAT")
     })
   )
 
