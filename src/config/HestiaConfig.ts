@@ -27,6 +27,37 @@ const ServiceId = Schema.String.pipe(
   })
 )
 
+/** Docker's container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`. */
+const ContainerName = Schema.String.pipe(
+  Schema.pattern(/^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/, {
+    message: () => "container names use letters, digits, '_', '.' and '-' (at least two characters)"
+  })
+)
+/** `8080/tcp`, `53/udp`, or a bare `8080` (tcp). */
+const ContainerPort = Schema.String.pipe(
+  Schema.pattern(/^\d{1,5}(\/(tcp|udp|sctp))?$/, { message: () => "expected a container port such as 8080/tcp" })
+)
+/** The host side of a port binding: `18080`, or `127.0.0.1:18080` to bind one address. */
+const HostPort = Schema.Union(
+  Schema.Int.pipe(Schema.between(1, 65535)),
+  Schema.String.pipe(Schema.pattern(/^(([0-9.]+|\[[0-9a-fA-F:]+\]):)?\d{1,5}$/))
+).annotations({ message: () => 'expected a host port such as 18080 or "127.0.0.1:18080"' })
+
+/** A service run as a container through a Docker Engine API: an existing one by name, or one created from `image`. */
+const ContainerFile = Schema.Struct({
+  name: Schema.optional(ContainerName),
+  image: Schema.optional(Schema.NonEmptyString),
+  pull: Schema.optional(Schema.Boolean),
+  command: Schema.optional(Schema.NonEmptyArray(Schema.String)),
+  env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  ports: Schema.optional(Schema.Record({ key: ContainerPort, value: HostPort })),
+  network_mode: Schema.optional(Schema.NonEmptyString),
+  volumes: Schema.optional(Schema.Array(Schema.NonEmptyString)),
+  remove_on_stop: Schema.optional(Schema.Boolean),
+  pause_on_idle: Schema.optional(Schema.Boolean)
+})
+type ContainerFile = typeof ContainerFile.Type
+
 const ServiceFile = Schema.Struct({
   base_url: HttpUrl,
   health_url: Schema.optional(Schema.NullOr(HttpUrl)),
@@ -48,6 +79,7 @@ const ServiceFile = Schema.Struct({
   semaphore_stop_template_id: Schema.optional(Schema.NullOr(Schema.Int)),
   semaphore_task_timeout: Schema.optional(Seconds),
   semaphore_poll_interval: Schema.optional(Seconds),
+  container: Schema.optional(Schema.NullOr(ContainerFile)),
   strategy: Schema.optional(Schema.NullOr(Schema.String))
 })
 type ServiceFile = typeof ServiceFile.Type
@@ -124,7 +156,28 @@ type ConfigFile = typeof ConfigFile.Type
 // The decoded, defaulted settings the rest of the gateway reads.
 // ---------------------------------------------------------------------------
 
-export type OrchestratorKind = "process" | "semaphore" | "external"
+export type OrchestratorKind = "process" | "semaphore" | "container" | "external"
+
+export interface ContainerSettings {
+  /** The container's name on the engine: an existing container, or the name given to the one created. */
+  readonly name: string
+  /** Create the container from this image when none of that name exists. */
+  readonly image: string | undefined
+  /** Pull `image` when the engine does not have it. */
+  readonly pull: boolean
+  /** argv replacing the image's CMD (created containers only). */
+  readonly command: ReadonlyArray<string> | undefined
+  readonly env: Readonly<Record<string, string>>
+  /** Container port (`8080/tcp`) → host port (`18080` or `127.0.0.1:18080`). */
+  readonly ports: Readonly<Record<string, string>>
+  readonly networkMode: string | undefined
+  /** Bind mounts, `host:container[:ro]`. */
+  readonly volumes: ReadonlyArray<string>
+  /** Remove a container Hestia created once it is stopped. */
+  readonly removeOnStop: boolean
+  /** Idle and API stops pause the container instead (unpaused on the next start). */
+  readonly pauseOnIdle: boolean
+}
 
 export interface SemaphoreServiceSettings {
   readonly enabled: boolean
@@ -154,6 +207,8 @@ export interface ServiceConfig {
   readonly env: Readonly<Record<string, string>>
   readonly stopGraceMs: number
   readonly semaphore: SemaphoreServiceSettings
+  /** For container services (`container:`). */
+  readonly container: ContainerSettings | undefined
   readonly strategy: string | undefined
 }
 
@@ -238,7 +293,29 @@ const logLevels: Record<typeof LogLevelName.Type, LogLevel.LogLevel> = {
 }
 
 const kindOf = (file: ServiceFile): OrchestratorKind =>
-  file.semaphore_enabled === true ? "semaphore" : file.command != null ? "process" : "external"
+  file.semaphore_enabled === true
+    ? "semaphore"
+    : file.command != null
+      ? "process"
+      : file.container != null
+        ? "container"
+        : "external"
+
+/** `8080` → `8080/tcp`: the engine wants the protocol spelled out. */
+const withProtocol = (port: string) => (port.includes("/") ? port : `${port}/tcp`)
+
+const toContainerSettings = (id: string, file: ContainerFile): ContainerSettings => ({
+  name: file.name ?? `hestia-${id}`,
+  image: file.image,
+  pull: file.pull ?? false,
+  command: file.command,
+  env: file.env ?? {},
+  ports: Object.fromEntries(Object.entries(file.ports ?? {}).map(([port, host]) => [withProtocol(port), String(host)])),
+  networkMode: file.network_mode,
+  volumes: file.volumes ?? [],
+  removeOnStop: file.remove_on_stop ?? false,
+  pauseOnIdle: file.pause_on_idle ?? false
+})
 
 const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
   id,
@@ -270,6 +347,7 @@ const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
     taskTimeoutMs: Math.round((file.semaphore_task_timeout ?? defaults.semaphoreTaskTimeoutSeconds) * 1000),
     pollIntervalMs: Math.round((file.semaphore_poll_interval ?? defaults.semaphorePollIntervalSeconds) * 1000)
   },
+  container: file.container == null ? undefined : toContainerSettings(id, file.container),
   strategy: file.strategy ?? undefined
 })
 
@@ -432,6 +510,7 @@ export const parse = (text: string, source: string, databaseDefault: string = de
     const settings = toSettings(source, decoded.right, databaseDefault)
     yield* validateReferences(settings)
     yield* validateSemaphore(settings)
+    yield* validateContainers(settings, decoded.right)
     yield* validateRoutingRules(settings)
     return settings
   })
@@ -478,6 +557,39 @@ const validateSemaphore = (settings: Settings) =>
       })
     }
   })
+
+/** A service is one kind: a container block does not mix with a process's or Semaphore's keys. */
+const validateContainers = (settings: Settings, file: ConfigFile) =>
+  Effect.forEach(Object.entries(file.services ?? {}), ([id, service]) =>
+    Effect.gen(function* () {
+      const container = service.container
+      if (container == null) return
+      const fail = (key: string, problem: string) =>
+        new ConfigError({ file: settings.source, path: `services.${id}.${key}`, problem })
+      if (service.semaphore_enabled === true) return yield* fail("container", "not with semaphore_enabled: true")
+      for (const key of ["command", "cwd", "env"] as const) {
+        if (service[key] != null) {
+          return yield* fail(
+            key,
+            key === "env" ? "a container's variables go in container.env" : "not for a container service"
+          )
+        }
+      }
+      if (container.image === undefined) {
+        for (const key of ["pull", "command", "ports", "network_mode", "volumes", "remove_on_stop"] as const) {
+          if (container[key] !== undefined) {
+            return yield* fail(`container.${key}`, "only for a container Hestia creates: give container.image")
+          }
+        }
+        if (container.env !== undefined) {
+          return yield* fail("container.env", "only for a container Hestia creates: give container.image")
+        }
+      }
+      if (container.remove_on_stop === true && container.pause_on_idle === true) {
+        return yield* fail("container.remove_on_stop", "not with pause_on_idle: a paused container is kept")
+      }
+    })
+  )
 
 const validateRoutingRules = (settings: Settings) =>
   Effect.forEach(settings.routingRules, (rule, index) =>

@@ -16,7 +16,13 @@ export const layer = Layer.scoped(
   Effect.gen(function* () {
     const process = yield* Process.make
     const semaphore = yield* Semaphore.make
-    const byKind: Record<Target["kind"], OrchestratorShape> = { process, semaphore, external: External.make }
+    // `container` gets its own adapter in the next commits.
+    const byKind: Record<Target["kind"], OrchestratorShape> = {
+      process,
+      semaphore,
+      container: External.make,
+      external: External.make
+    }
     return {
       start: (service, target) => byKind[target.kind].start(service, target),
       stop: (service, target) => byKind[target.kind].stop(service, target),

@@ -133,7 +133,12 @@ const LAST_ACTIVITY_FLUSH = "1 second"
 const BATCH = 512
 
 /** The service settings kept in the services row: env values left out (they may hold secrets). */
-const describeService = (service: ServiceConfig) => JSON.stringify({ ...service, env: Object.keys(service.env) })
+const describeService = (service: ServiceConfig) =>
+  JSON.stringify({
+    ...service,
+    env: Object.keys(service.env),
+    container: service.container && { ...service.container, env: Object.keys(service.container.env) }
+  })
 
 const parseJson = <A>(text: string | null): A | null => {
   if (text === null) return null

@@ -156,4 +156,66 @@ services:
       assert.isTrue(settings.services.has("demo"))
     })
   )
+
+  it.effect("a container block makes a container service, with defaults and the ports spelled out", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `services:
+  openwebui: { base_url: "http://{host}:3000", container: { name: open-webui } }
+  scratch:
+    base_url: http://{host}:18080
+    container:
+      image: ghcr.io/example/app:1.2
+      env: { MODE: demo }
+      ports: { "8080/tcp": 18080, "53/udp": "127.0.0.1:5353", "9000": 9000 }
+      volumes: ["/srv/scratch:/data"]
+      remove_on_stop: true
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      const existing = settings.services.get("openwebui")!
+      assert.strictEqual(existing.kind, "container")
+      assert.deepStrictEqual(existing.container, {
+        name: "open-webui",
+        image: undefined,
+        pull: false,
+        command: undefined,
+        env: {},
+        ports: {},
+        networkMode: undefined,
+        volumes: [],
+        removeOnStop: false,
+        pauseOnIdle: false
+      })
+      const scratch = settings.services.get("scratch")!.container!
+      assert.strictEqual(scratch.name, "hestia-scratch")
+      assert.deepStrictEqual(scratch.ports, { "8080/tcp": "18080", "53/udp": "127.0.0.1:5353", "9000/tcp": "9000" })
+      assert.deepStrictEqual(scratch.env, { MODE: "demo" })
+      assert.isTrue(scratch.removeOnStop)
+      assert.strictEqual(settings.services.get("scratch")!.container?.image, "ghcr.io/example/app:1.2")
+    })
+  )
+
+  it.effect("a container block is refused with process or Semaphore keys, and creation keys need an image", () =>
+    Effect.gen(function* () {
+      const both = yield* failure("services:\n  a: { base_url: 'http://h:1', command: x, container: { name: ab } }\n")
+      assert.strictEqual(both.path, "services.a.command")
+      const env = yield* failure("services:\n  a: { base_url: 'http://h:1', env: { A: b }, container: { name: ab } }\n")
+      assert.strictEqual(env.path, "services.a.env")
+      assert.match(env.problem, /container\.env/)
+      const pull = yield* failure("services:\n  a: { base_url: 'http://h:1', container: { name: ab, pull: true } }\n")
+      assert.strictEqual(pull.path, "services.a.container.pull")
+      assert.match(pull.problem, /container\.image/)
+      const keep = yield* failure(
+        "services:\n  a: { base_url: 'http://h:1', container: { image: i, remove_on_stop: true, pause_on_idle: true } }\n"
+      )
+      assert.strictEqual(keep.path, "services.a.container.remove_on_stop")
+      const port = yield* failure(
+        "services:\n  a: { base_url: 'http://h:1', container: { image: i, ports: { web: 1 } } }\n"
+      )
+      assert.strictEqual(port.path, "services.a.container.ports.web")
+      const name = yield* failure("services:\n  a: { base_url: 'http://h:1', container: { name: 'no spaces' } }\n")
+      assert.strictEqual(name.path, "services.a.container.name")
+    })
+  )
 })
