@@ -86,9 +86,20 @@ type ServiceFile = typeof ServiceFile.Type
 
 const LogLevelName = Schema.Literal("trace", "debug", "info", "warn", "warning", "error", "fatal", "none")
 
+/** Where a Docker Engine API answers, spelled as DOCKER_HOST is: `unix:///path`, `tcp://host:port` or `http://...`. */
+export const isEngineUrl = (value: string) => /^(unix:\/\/\/.+|(tcp|http):\/\/[^/\s]+\/?)$/.test(value)
+
+const EngineUrl = Schema.String.pipe(
+  Schema.filter(isEngineUrl, {
+    message: () => "expected unix:///path/to/docker.sock, tcp://host:port or http://host:port"
+  })
+)
+
 const MachineFile = Schema.Struct({
   host: Schema.NonEmptyString,
   semaphore_machine_id: Schema.optional(Schema.NullOr(Schema.String)),
+  docker_url: Schema.optional(Schema.NullOr(EngineUrl)),
+  container_discovery: Schema.optional(Schema.Boolean),
   labels: Schema.optional(
     Schema.Record({ key: Schema.String, value: Schema.Union(Schema.String, Schema.Number, Schema.Boolean) })
   )
@@ -216,6 +227,10 @@ export interface MachineConfig {
   readonly id: string
   readonly host: string
   readonly semaphoreMachineId: string | undefined
+  /** The machine's Docker Engine API; undefined: DOCKER_HOST, else unix:///var/run/docker.sock. */
+  readonly dockerUrl: string | undefined
+  /** Containers labelled `hestia.service=<id>` on this machine's engine become services. */
+  readonly containerDiscovery: boolean
   readonly labels: Readonly<Record<string, string | number | boolean>>
 }
 
@@ -370,7 +385,14 @@ const toSettings = (source: string, file: ConfigFile, databaseDefault: string = 
   machines: new Map(
     Object.entries(file.machines ?? {}).map(([id, m]) => [
       id,
-      { id, host: m.host, semaphoreMachineId: m.semaphore_machine_id ?? undefined, labels: m.labels ?? {} }
+      {
+        id,
+        host: m.host,
+        semaphoreMachineId: m.semaphore_machine_id ?? undefined,
+        dockerUrl: m.docker_url ?? undefined,
+        containerDiscovery: m.container_discovery ?? false,
+        labels: m.labels ?? {}
+      }
     ])
   ),
   services: new Map(Object.entries(file.services ?? {}).map(([id, s]) => [id, toServiceConfig(id, s)])),

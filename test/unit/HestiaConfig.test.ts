@@ -218,4 +218,25 @@ services:
       assert.strictEqual(name.path, "services.a.container.name")
     })
   )
+
+  it.effect("machines name their Docker engine and whether its labelled containers become services", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `machines:
+  local: { host: 127.0.0.1 }
+  nas: { host: nas.lan, docker_url: "tcp://nas.lan:2375", container_discovery: true }
+  box: { host: box.lan, docker_url: "unix:///run/podman/podman.sock" }
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      assert.strictEqual(settings.machines.get("local")!.dockerUrl, undefined)
+      assert.isFalse(settings.machines.get("local")!.containerDiscovery)
+      assert.strictEqual(settings.machines.get("nas")!.dockerUrl, "tcp://nas.lan:2375")
+      assert.isTrue(settings.machines.get("nas")!.containerDiscovery)
+      assert.strictEqual(settings.machines.get("box")!.dockerUrl, "unix:///run/podman/podman.sock")
+      const bad = yield* failure("machines:\n  nas: { host: nas.lan, docker_url: 'nas.lan:2375' }\n")
+      assert.strictEqual(bad.path, "machines.nas.docker_url")
+      assert.match(bad.problem, /unix:\/\/\//)
+    })
+  )
 })
