@@ -199,8 +199,12 @@ export interface SemaphoreServiceSettings {
   readonly pollIntervalMs: number
 }
 
+/** Where a service was declared: the config file (and environment), or a container's `hestia.*` labels. */
+export type ServiceSource = "config" | "labels"
+
 export interface ServiceConfig {
   readonly id: string
+  readonly source: ServiceSource
   readonly kind: OrchestratorKind
   readonly baseUrl: string
   readonly healthUrl: string | undefined
@@ -332,8 +336,9 @@ const toContainerSettings = (id: string, file: ContainerFile): ContainerSettings
   pauseOnIdle: file.pause_on_idle ?? false
 })
 
-const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
+const toServiceConfig = (id: string, file: ServiceFile, source: ServiceSource = "config"): ServiceConfig => ({
   id,
+  source,
   kind: kindOf(file),
   baseUrl: file.base_url,
   healthUrl: file.health_url ?? undefined,
@@ -535,6 +540,25 @@ export const parse = (text: string, source: string, databaseDefault: string = de
     yield* validateContainers(settings, decoded.right)
     yield* validateRoutingRules(settings)
     return settings
+  })
+
+/**
+ * One service from settings spelled as in the file (snake_case), checked by the same schema: for services declared
+ * elsewhere (container labels). `file` and `path` name where the settings came from in the error.
+ */
+export const decodeService = (id: string, raw: unknown, source: ServiceSource, where: { file: string; path: string }) =>
+  Effect.gen(function* () {
+    const decoded = Schema.decodeUnknownEither(ServiceFile, { onExcessProperty: "error", errors: "first" })(raw)
+    if (Either.isLeft(decoded)) {
+      const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]!
+      const key = formatPath(issue.path)
+      return yield* new ConfigError({
+        file: where.file,
+        path: key === "" ? where.path : `${where.path}.${key}`,
+        problem: issue._tag === "Unexpected" ? "unknown key" : conciseProblem(issue.message)
+      })
+    }
+    return toServiceConfig(id, decoded.right, source)
   })
 
 const validateReferences = (settings: Settings) =>

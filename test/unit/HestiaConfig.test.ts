@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, LogLevel } from "effect"
-import { embeddedDefaultConfig, envPrefix, parse } from "../../src/config/HestiaConfig.ts"
+import { decodeService, embeddedDefaultConfig, envPrefix, parse } from "../../src/config/HestiaConfig.ts"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
@@ -21,6 +21,7 @@ describe("HestiaConfig", () => {
       assert.strictEqual(settings.host, "0.0.0.0")
       assert.strictEqual(settings.database, "./data/hestia.db")
       assert.strictEqual(a.kind, "external")
+      assert.strictEqual(a.source, "config")
       assert.strictEqual(a.idleTimeoutMs, 300_000)
       assert.strictEqual(a.queueSize, 100)
       assert.strictEqual(a.requestTimeoutMs, 60_000)
@@ -237,6 +238,25 @@ services:
       const bad = yield* failure("machines:\n  nas: { host: nas.lan, docker_url: 'nas.lan:2375' }\n")
       assert.strictEqual(bad.path, "machines.nas.docker_url")
       assert.match(bad.problem, /unix:\/\/\//)
+    })
+  )
+
+  it.effect("a service declared outside the file is checked by the same schema and keeps its source", () =>
+    Effect.gen(function* () {
+      const where = { file: "labels of container web", path: "labels" }
+      const web = yield* decodeService(
+        "web",
+        { base_url: "http://{host}:3000", container: { name: "web" }, machines: ["nas"] },
+        "labels",
+        where
+      )
+      assert.strictEqual(web.source, "labels")
+      assert.strictEqual(web.kind, "container")
+      const bad = yield* Effect.flip(
+        decodeService("web", { base_url: "http://{host}:3000", idle_timeout_ms: -1 }, "labels", where)
+      )
+      assert.strictEqual(bad.message.split(":")[0], "labels of container web")
+      assert.strictEqual(bad.path, "labels.idle_timeout_ms")
     })
   )
 })
