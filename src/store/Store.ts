@@ -69,6 +69,20 @@ export interface ProcessRecord {
   readonly ownerIdentity: string | null
 }
 
+/** A container the gateway started and has not yet seen stopped (paused ones included). */
+export interface ContainerRecord {
+  readonly serviceId: string
+  readonly machineId: string
+  /** The engine's address as configured. */
+  readonly engine: string
+  readonly containerId: string
+  readonly name: string
+  readonly image: string
+  /** Hestia created it (from `container.image`); else it existed before. */
+  readonly created: boolean
+  readonly startedAt: number
+}
+
 export interface AuthKeyRow {
   readonly label: string
   /** SHA-256 of the key, hex. The key itself is never stored. */
@@ -160,7 +174,8 @@ interface ActivityDbRow {
 }
 
 /**
- * Persistence: the timeline, each service's last known state, the processes spawned, and API key hashes.
+ * Persistence: the timeline, each service's last known state, the processes spawned and containers started, and API
+ * key hashes.
  * Lifecycle events reach it through the LifecycleEvents bus (batched writes on a fiber of its own); the proxy path
  * never writes.
  */
@@ -395,6 +410,45 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
       yield* sql`DELETE FROM processes WHERE service_id = ${serviceId} AND pid = ${pid}`.pipe(Effect.orDie)
     })
 
+    const recordContainer = Effect.fn("Store.recordContainer")(function* (record: ContainerRecord) {
+      yield* sql`INSERT OR REPLACE INTO containers
+        (service_id, machine_id, engine, container_id, name, image, created, started_at)
+        VALUES (${record.serviceId}, ${record.machineId}, ${record.engine}, ${record.containerId}, ${record.name},
+          ${record.image}, ${record.created ? 1 : 0}, ${record.startedAt})`.pipe(Effect.orDie)
+    })
+
+    const forgetContainer = Effect.fn("Store.forgetContainer")(function* (serviceId: string, containerId: string) {
+      yield* sql`DELETE FROM containers WHERE service_id = ${serviceId} AND container_id = ${containerId}`.pipe(
+        Effect.orDie
+      )
+    })
+
+    const containers = Effect.fn("Store.containers")(function* () {
+      const rows = yield* sql<{
+        service_id: string
+        machine_id: string
+        engine: string
+        container_id: string
+        name: string
+        image: string
+        created: number
+        started_at: number
+      }>`SELECT service_id, machine_id, engine, container_id, name, image, created, started_at
+        FROM containers`.pipe(Effect.orDie)
+      return rows.map(
+        (row): ContainerRecord => ({
+          serviceId: row.service_id,
+          machineId: row.machine_id,
+          engine: row.engine,
+          containerId: row.container_id,
+          name: row.name,
+          image: row.image,
+          created: row.created === 1,
+          startedAt: row.started_at
+        })
+      )
+    })
+
     const processes = Effect.fn("Store.processes")(function* () {
       const rows = yield* sql<{
         service_id: string
@@ -517,6 +571,9 @@ export class Store extends Effect.Service<Store>()("hestia/Store", {
       recordProcess,
       forgetProcess,
       processes,
+      recordContainer,
+      forgetContainer,
+      containers,
       authKeys,
       syncConfigKeys,
       addKey,
