@@ -1,7 +1,8 @@
 import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Chunk, Effect, Either, Option, Schema, type Scope, Stream } from "effect"
+import { Chunk, Config, Effect, Either, Option, Schema, type Scope, Stream } from "effect"
 import { Agent } from "undici"
+import { isEngineUrl, type Settings } from "../config/HestiaConfig.ts"
 import { EngineRequestFailed, EngineUnreachable } from "../domain/Errors.ts"
 
 // ---------------------------------------------------------------------------
@@ -15,6 +16,15 @@ export const API_VERSION = "v1.41"
 export const DEFAULT_ENGINE_URL = "unix:///var/run/docker.sock"
 /** How long one control call may take before the engine counts as unreachable (a stop adds its grace time). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000
+
+/** DOCKER_HOST, as the docker CLI reads it: the engine of machines without their own `docker_url`. */
+export const dockerHost = Config.option(Config.string("DOCKER_HOST")).pipe(Effect.orElseSucceed(() => Option.none()))
+
+/** Where the engine of a machine answers: its `docker_url`, else DOCKER_HOST, else the default socket. */
+export const engineUrlFor = (settings: Settings, machineId: string, fromEnv: string | undefined) =>
+  settings.machines.get(machineId)?.dockerUrl ??
+  (fromEnv === undefined || fromEnv === "" ? undefined : fromEnv) ??
+  DEFAULT_ENGINE_URL
 
 /** A single output line longer than this is cut (a container writing without newlines cannot grow memory). */
 export const MAX_LINE_BYTES = 16 * 1024
@@ -359,6 +369,10 @@ export const make = (url: string, options: MakeOptions = {}): Effect.Effect<Dock
     const following = HttpClient.withTracerDisabledWhen(scoped, () => true)
 
     const unreachable = (reason: string) => new EngineUnreachable({ engine: url, reason })
+    // DOCKER_HOST may name a transport this client does not speak (ssh://, npipe://): every call says so.
+    const unsupported = isEngineUrl(url)
+      ? undefined
+      : unreachable("unsupported address: use unix:///path/to/docker.sock, tcp://host:port or http://host:port")
 
     /** Sends a request and waits for the response's headers (within the timeout). */
     const send = <R = never>(
@@ -368,11 +382,13 @@ export const make = (url: string, options: MakeOptions = {}): Effect.Effect<Dock
         HttpClientError.HttpClientError,
         R
       >
-    ) =>
-      via.execute(request).pipe(
-        Effect.mapError((error: HttpClientError.HttpClientError) => unreachable(reasonOf(error.cause ?? error))),
-        Effect.timeoutFail({ duration: limitMs, onTimeout: () => unreachable(`no answer within ${limitMs} ms`) })
-      )
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, EngineUnreachable, R> =>
+      unsupported !== undefined
+        ? Effect.fail(unsupported)
+        : via.execute(request).pipe(
+            Effect.mapError((error) => unreachable(reasonOf(error.cause ?? error))),
+            Effect.timeoutFail({ duration: limitMs, onTimeout: () => unreachable(`no answer within ${limitMs} ms`) })
+          )
 
     const operationOf = (request: HttpClientRequest.HttpClientRequest) =>
       `${request.method} ${request.url.replace(/\?.*$/, "")}`
@@ -515,12 +531,27 @@ export const make = (url: string, options: MakeOptions = {}): Effect.Effect<Dock
         HttpClientRequest.setUrlParams({ name }),
         HttpClientRequest.bodyUnsafeJson(body)
       )
-      return call(request, [404]).pipe(
-        Effect.flatMap(({ status, text }) =>
-          status === 404
-            ? Effect.succeed(Option.none<string>())
-            : Effect.map(decode(Schema.Struct({ Id: Schema.String }), request, text), (json) => Option.some(json.Id))
-        )
+      return send(request, timeoutMs).pipe(
+        Effect.flatMap((response) =>
+          response.status === 201 || response.status === 200
+            ? Effect.flatMap(
+                Effect.mapError(response.text, (error) => unreachable(`reading the answer: ${reasonOf(error)}`)),
+                (text) =>
+                  Effect.map(decode(Schema.Struct({ Id: Schema.String }), request, text), (json) =>
+                    Option.some(json.Id)
+                  )
+              )
+            : failed(request, response)
+        ),
+        // A 404 is also a missing network or volume: only "no such image" (Podman: "image not known") means that.
+        Effect.catchIf(
+          (error) =>
+            error._tag === "EngineRequestFailed" &&
+            error.status === 404 &&
+            /no such image|image not known/i.test(error.message),
+          () => Effect.succeed(Option.none<string>())
+        ),
+        Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => unreachable(`no answer within ${timeoutMs} ms`) })
       )
     }
 
@@ -575,10 +606,12 @@ export const make = (url: string, options: MakeOptions = {}): Effect.Effect<Dock
       Effect.gen(function* () {
         const request = HttpClientRequest.get("/events").pipe(
           HttpClientRequest.setUrlParams({
-            filters: JSON.stringify({ type: ["container"], container: [containerId], event: actions })
+            filters: JSON.stringify({ type: ["container"], container: [containerId] })
           })
         )
         const body = yield* streamOf(request, true)
+        // Filtered here, not by the engine: Podman's `event` filter knows `die` as `died`.
+        const wanted = (action: string) => actions.some((a) => action === a || action.startsWith(`${a}:`))
         return jsonLines(body).pipe(
           Stream.filterMap((line) =>
             Option.map(Option.getRight(Schema.decodeUnknownEither(Schema.parseJson(EventJson))(line)), (event) => ({
@@ -587,7 +620,8 @@ export const make = (url: string, options: MakeOptions = {}): Effect.Effect<Dock
               attributes: event.Actor?.Attributes ?? {},
               timeNano: event.timeNano
             }))
-          )
+          ),
+          Stream.filter((event) => wanted(event.action))
         )
       })
 
