@@ -1,16 +1,20 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import * as ContainerDiscovery from "./config/ContainerDiscovery.ts"
 import { HestiaConfig } from "./config/HestiaConfig.ts"
 import { HttpGateway } from "./http/HttpGateway.ts"
 import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
 import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
 
-const ConfigLive = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
+const FileConfig = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 
 const LoggingLive = Layer.unwrapEffect(Effect.map(HestiaConfig, (config) => Logging.layer(config.logLevel))).pipe(
-  Layer.provide(ConfigLive)
+  Layer.provide(FileConfig)
 )
+
+// The file's services plus those container labels declare (asked of the engines once, here).
+const ConfigLive = ContainerDiscovery.layer.pipe(Layer.provide(FileConfig), Layer.provide(LoggingLive))
 
 const ConfigReport = Layer.effectDiscard(
   Effect.gen(function* () {
