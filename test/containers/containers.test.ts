@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base"
 import { Effect, Layer } from "effect"
 import { HttpGateway } from "../../src/http/HttpGateway.ts"
 import { ContainerRecords } from "../../src/orchestrators/ContainerRecords.ts"
@@ -20,9 +21,9 @@ import { engineCall } from "../fixtures/PrivateEngine.ts"
 // test/fixtures/PrivateEngine.ts). vitest.config.ts leaves this file out when no engine can run here, and says so.
 
 /** Builds the gateway on `yaml` for the rest of the test's scope. */
-const gateway = (yaml: string) =>
+const gateway = (yaml: string, observe: Parameters<typeof containerGateway>[1] = {}) =>
   Effect.gen(function* () {
-    const context = yield* Layer.build(containerGateway(yaml))
+    const context = yield* Layer.build(containerGateway(yaml, observe))
     const url = Effect.provide(
       Effect.map(HttpGateway, (g) => g.url),
       context
@@ -95,6 +96,44 @@ for (const kind of runnableEngines) {
         assert.strictEqual((yield* call(`${url}/services/created/again`)).status, 200)
         assert.strictEqual((yield* containerState(engine.current, name)).id, created.id)
       })
+    )
+
+    it.scopedLive(
+      "the Orchestrator.start span names the container, its image and the engine; its output is logged",
+      () =>
+        Effect.gen(function* () {
+          const port = yield* Effect.promise(freePort)
+          const name = `hestia-traced-${port}`
+          const exporter = new InMemorySpanExporter()
+          const lines: Array<string> = []
+          const { url } = yield* gateway(
+            containerYaml(engine.current, { traced: imageService(engine.current, port, { name }) }),
+            { lines, exporter }
+          )
+          assert.strictEqual((yield* call(`${url}/services/traced/x`)).status, 200)
+          const { id } = yield* containerState(engine.current, name)
+          const start = yield* eventually(
+            Effect.sync(() => exporter.getFinishedSpans().find((span) => span.name === "Orchestrator.start")),
+            (span) => span !== undefined
+          )
+          assert.strictEqual(start!.attributes["hestia.orchestrator"], "container")
+          assert.strictEqual(start!.attributes["container.id"], id)
+          assert.strictEqual(start!.attributes["container.name"], name)
+          assert.match(String(start!.attributes["container.image.name"]), new RegExp(`${engine.current.image}$`))
+          assert.strictEqual(start!.attributes["hestia.container.engine"], engine.current.url)
+          assert.strictEqual(start!.attributes["container.start"], "started")
+          // The upstream's own first line, from the container's stdout, as a JSON log line of the service.
+          const output = yield* eventually(
+            Effect.sync(() =>
+              lines.map((line) => JSON.parse(line)).find((entry) => entry.event === "container_output")
+            ),
+            (entry) => entry !== undefined
+          )
+          assert.strictEqual(output.serviceId, "traced")
+          assert.strictEqual(output.stream, "stdout")
+          assert.strictEqual(output.containerId, id!.slice(0, 12))
+          assert.match(output.msg, new RegExp(`^upstream listening on 127\\.0\\.0\\.1:${port}`))
+        })
     )
 
     it.scopedLive("remove_on_stop: the container Hestia created is gone after the idle stop", () =>
