@@ -403,7 +403,12 @@ export const makeWith = (options: MakeOptions = {}) =>
       Effect.gen(function* () {
         yield* release(entry)
         const { engine, settings, service } = entry
-        if (settings.pauseOnIdle && mode === "idle") {
+        // Only a running container is paused; one that died (the reason for this stop, maybe) is stopped for good.
+        const alive =
+          settings.pauseOnIdle && mode === "idle" && !(yield* Deferred.isDone(entry.ended))
+            ? Option.exists(yield* engine.inspectContainer(entry.id), (info) => info.running && !info.paused)
+            : false
+        if (alive) {
           yield* engine.pauseContainer(entry.id)
           // Kept: a paused container is still started, so a clean exit (or the next run) stops it.
           running.set(service.id, entry)
