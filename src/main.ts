@@ -1,5 +1,6 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import * as ContainerDiscovery from "./config/ContainerDiscovery.ts"
 import { HestiaConfig } from "./config/HestiaConfig.ts"
 import { HttpGateway } from "./http/HttpGateway.ts"
 import * as Logging from "./observability/Logging.ts"
@@ -9,7 +10,7 @@ import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
 // First: a closed stdout or stderr (`| head -1`, a restarted log collector) must never end the gateway.
 Logging.guardStdio()
 
-const ConfigLive = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
+const FileConfig = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 
 const LoggingLive = Layer.unwrapEffect(
   Effect.map(HestiaConfig, (config) =>
@@ -21,7 +22,10 @@ const LoggingLive = Layer.unwrapEffect(
       width: Math.max(0, ...Array.from(config.services.keys(), (id) => id.length))
     })
   )
-).pipe(Layer.provide(ConfigLive))
+).pipe(Layer.provide(FileConfig))
+
+// The file's services plus those container labels declare (asked of the engines once, here).
+const ConfigLive = ContainerDiscovery.layer.pipe(Layer.provide(FileConfig), Layer.provide(LoggingLive))
 
 const ConfigReport = Layer.effectDiscard(
   Effect.gen(function* () {

@@ -20,6 +20,19 @@ const references = (settings: Settings) =>
           )
         }
       }
+      if (service.container !== undefined) {
+        // A service is one kind: a container block does not mix with a process's or Semaphore's keys.
+        if (service.semaphore.enabled) {
+          return yield* fail(settings, `services.${service.id}.container`, "not with semaphore_enabled: true")
+        }
+        if (service.command !== undefined || service.cwd !== undefined) {
+          const key = service.command !== undefined ? "command" : "cwd"
+          return yield* fail(settings, `services.${service.id}.${key}`, "not for a container service")
+        }
+        if (Object.keys(service.env).length > 0) {
+          return yield* fail(settings, `services.${service.id}.env`, "a container's variables go in container.env")
+        }
+      }
       if (service.kind === "semaphore" && service.semaphore.startTemplateId === undefined) {
         return yield* fail(
           settings,

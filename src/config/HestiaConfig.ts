@@ -4,16 +4,18 @@ import * as Yaml from "yaml"
 import { ConfigError } from "../domain/Errors.ts"
 import { check } from "./Checks.ts"
 import { applyOverride, type Override, optionalEnv, readOverrides } from "./Environment.ts"
-import { deprecatedServiceKeys } from "./ServiceConfig.ts"
+import { deprecatedServiceKeys, ServiceEntry, type ServiceSource, serviceOf } from "./ServiceConfig.ts"
 import { type ConfigWarning, type Settings, SettingsFile } from "./Settings.ts"
 
 // Loading `hestia_config.yml`: YAML → environment overrides → one Schema per domain type (src/config/*Config.ts,
 // Settings.ts) → cross-key checks. The types the rest of the gateway reads are the Schemas' types, re-exported here.
 
+export type { ContainerSettings } from "./ContainerConfig.ts"
+export { isEngineUrl } from "./ContainerConfig.ts"
 export { envPrefix } from "./Environment.ts"
 export type { LabelValue, MachineConfig } from "./MachineConfig.ts"
 export type { MachinePreference, RoutingRule } from "./RoutingRule.ts"
-export type { OrchestratorKind, SemaphoreServiceSettings, ServiceConfig } from "./ServiceConfig.ts"
+export type { OrchestratorKind, SemaphoreServiceSettings, ServiceConfig, ServiceSource } from "./ServiceConfig.ts"
 export type { ConfigWarning, Settings } from "./Settings.ts"
 
 /** Used when no config file exists: one demo service, started on demand from this repository. */
@@ -107,6 +109,31 @@ export const parse = (text: string, source: string, databaseDefault?: string) =>
       warnings: [...deprecations(raw), ...environmentWarnings, ...checkWarnings]
     } satisfies Settings
   })
+
+const decodeEntry = Schema.decodeUnknownEither(ServiceEntry, { onExcessProperty: "error", errors: "first" })
+
+/**
+ * One service from settings spelled as in the file (snake_case), checked by the same schema: for services declared
+ * elsewhere (container labels). `where` names where the settings came from in the error.
+ */
+export const decodeService = (
+  id: string,
+  raw: unknown,
+  source: ServiceSource,
+  where: { readonly file: string; readonly path: string }
+) => {
+  const decoded = decodeEntry(raw)
+  if (Either.isRight(decoded)) return Effect.succeed(serviceOf(id, decoded.right, source))
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]!
+  const key = formatPath(issue.path)
+  return Effect.fail(
+    new ConfigError({
+      file: where.file,
+      path: key === "" ? where.path : `${where.path}.${key}`,
+      problem: issue._tag === "Unexpected" ? "unknown key" : conciseProblem(issue.message)
+    })
+  )
+}
 
 const nonBlank = (value: Option.Option<string>) => Option.filter(value, (path) => path.trim() !== "")
 

@@ -1,5 +1,6 @@
 import { Schema } from "effect"
-import { orUndefined } from "./Fields.ts"
+import { EngineUrl } from "./ContainerConfig.ts"
+import { Flag, orUndefined } from "./Fields.ts"
 
 export const LabelValue = Schema.Union(Schema.String, Schema.Number, Schema.Boolean)
 export type LabelValue = typeof LabelValue.Type
@@ -12,7 +13,11 @@ const machineFields = {
   /** The name Semaphore's playbooks know the machine by. */
   semaphoreMachineId: orUndefined(Schema.String).pipe(Schema.fromKey("semaphore_machine_id")),
   /** Free-form, for routing rules (and strategies, later). */
-  labels: Schema.optionalWith(Labels, { default: () => ({}) })
+  labels: Schema.optionalWith(Labels, { default: () => ({}) }),
+  /** The machine's Docker Engine API; undefined: DOCKER_HOST, else unix:///var/run/docker.sock. */
+  dockerUrl: orUndefined(EngineUrl).pipe(Schema.fromKey("docker_url")),
+  /** Containers labelled `hestia.service=<id>` on this machine's engine become services (at start). */
+  containerDiscovery: Schema.optionalWith(Flag, { default: () => false }).pipe(Schema.fromKey("container_discovery"))
 }
 
 /** A machine a service can run on; `id` is its key under `machines:`. */

@@ -1,11 +1,12 @@
 import { Schema, Struct } from "effect"
+import { ContainerBlock } from "./ContainerConfig.ts"
 import { Flag, fileKeys, HttpUrl, Millis, orUndefined, PositiveInt, SecondsAsMillis } from "./Fields.ts"
 
 // A service is one flat mapping in the file (the first Hestia's keys, plus ours). Each field below is the whole
 // declaration of one key: its domain name, its file key, its check and its default. Adding a key is one line here;
 // `<SERVICE>_<KEY>` environment overrides follow from the file keys.
 
-export const OrchestratorKind = Schema.Literal("process", "semaphore", "external")
+export const OrchestratorKind = Schema.Literal("process", "semaphore", "container", "external")
 export type OrchestratorKind = typeof OrchestratorKind.Type
 
 /** argv; a string command in the file runs through `/bin/sh -c`. */
@@ -51,6 +52,8 @@ const serviceFields = {
   cwd: orUndefined(Schema.String),
   env: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { default: () => ({}) }),
   stopGraceMs: Schema.optionalWith(Millis, { default: () => 5_000 }).pipe(Schema.fromKey("stop_grace_ms")),
+  /** A container service: an existing container by name, or one created from `image` (see ContainerConfig). */
+  container: orUndefined(ContainerBlock),
   /** No strategies yet: kept as written, with a deprecation warning (see `deprecatedServiceKeys`). */
   strategy: orUndefined(Schema.String)
 }
@@ -74,20 +77,42 @@ const semaphoreKeys = Object.keys(SemaphoreServiceSettings.fields) as Array<
   keyof typeof SemaphoreServiceSettings.fields
 >
 
+/** Where a service was declared: the config file (and environment), or a container's `hestia.*` labels. */
+export const ServiceSource = Schema.Literal("config", "labels")
+export type ServiceSource = typeof ServiceSource.Type
+
 /** A service as the rest of the gateway reads it: its id (the key under `services:`) and its orchestrator kind. */
 export const ServiceConfig = Schema.Struct({
   id: Schema.String,
   kind: OrchestratorKind,
+  source: ServiceSource,
   ...serviceFields,
   semaphore: SemaphoreServiceSettings
 })
 export type ServiceConfig = typeof ServiceConfig.Type
 
-const kindOf = (service: Omit<ServiceConfig, "id" | "kind">): OrchestratorKind =>
-  service.semaphore.enabled ? "semaphore" : service.command !== undefined ? "process" : "external"
+const kindOf = (service: Omit<ServiceConfig, "id" | "kind" | "source">): OrchestratorKind =>
+  service.semaphore.enabled
+    ? "semaphore"
+    : service.command !== undefined
+      ? "process"
+      : service.container !== undefined
+        ? "container"
+        : "external"
+
+type Entry = Omit<ServiceConfig, "id" | "kind" | "source">
+
+/** The domain service for an entry once its id (and where it came from) is known. */
+export const serviceOf = (id: string, entry: Entry, source: ServiceSource = "config"): ServiceConfig => ({
+  id,
+  kind: kindOf(entry),
+  source,
+  ...entry,
+  container: entry.container && { ...entry.container, name: entry.container.name || `hestia-${id}` }
+})
 
 /** One entry under `services:` (the file's flat mapping), decoded to a `ServiceConfig` once its id is known. */
-const ServiceEntry = Schema.transform(
+export const ServiceEntry = Schema.transform(
   Schema.Struct({ ...serviceFields, ...SemaphoreServiceSettings.fields, ...droppedFields }),
   Schema.typeSchema(Schema.Struct({ ...serviceFields, semaphore: SemaphoreServiceSettings })),
   {
@@ -112,10 +137,9 @@ export const Services = Schema.transform(
   Schema.ReadonlyMapFromSelf({ key: Schema.String, value: Schema.typeSchema(ServiceConfig) }),
   {
     strict: true,
-    decode: (entries) =>
-      new Map(Object.entries(entries).map(([id, entry]) => [id, { id, kind: kindOf(entry), ...entry }] as const)),
+    decode: (entries) => new Map(Object.entries(entries).map(([id, entry]) => [id, serviceOf(id, entry)] as const)),
     encode: (services) =>
-      Object.fromEntries([...services].map(([id, { id: _, kind: __, ...entry }]) => [id, entry] as const))
+      Object.fromEntries([...services].map(([id, { id: _, kind: __, source: ___, ...entry }]) => [id, entry] as const))
   }
 )
 

@@ -202,6 +202,64 @@ export class SemaphoreTaskTimeout extends Schema.TaggedError<SemaphoreTaskTimeou
   }
 }
 
+export class EngineUnreachable extends Schema.TaggedError<EngineUnreachable>()("EngineUnreachable", {
+  /** The engine's address as configured (`unix:///var/run/docker.sock`, `tcp://nas.lan:2375`). */
+  engine: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `container engine at ${this.engine} is unreachable: ${this.reason}`
+  }
+}
+
+export class ContainerNotFound extends Schema.TaggedError<ContainerNotFound>()("ContainerNotFound", {
+  engine: Schema.String,
+  name: Schema.String
+}) {
+  override get message() {
+    return `no container "${this.name}" on ${this.engine}, and no container.image to create it from`
+  }
+}
+
+export class ImageMissing extends Schema.TaggedError<ImageMissing>()("ImageMissing", {
+  engine: Schema.String,
+  image: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `image ${this.image} is not on ${this.engine}: ${this.reason}`
+  }
+}
+
+/** How many of a container's last output lines an exit carries. */
+export const LOG_TAIL_LINES = 20
+
+export class ContainerExited extends Schema.TaggedError<ContainerExited>()("ContainerExited", {
+  engine: Schema.String,
+  name: Schema.String,
+  containerId: Schema.String,
+  /** null when the engine did not say (the container was removed). */
+  exitCode: Schema.NullOr(Schema.Number),
+  /** Its last output lines (stdout and stderr), oldest first. */
+  logTail: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    const tail = this.logTail.slice(-5)
+    return `container "${this.name}" exited (code ${this.exitCode ?? "unknown"})${
+      tail.length === 0 ? ", no output" : `; last output:\n${tail.join("\n")}`
+    }`
+  }
+}
+
+/** Any other answer of the engine that is not a success; `message` is the engine's own. */
+export class EngineRequestFailed extends Schema.TaggedError<EngineRequestFailed>()("EngineRequestFailed", {
+  engine: Schema.String,
+  /** e.g. `POST /containers/{id}/start`. */
+  operation: Schema.String,
+  status: Schema.Number,
+  message: Schema.String
+}) {}
+
 /**
  * Every way one start attempt can fail, by tag. An interface so that a test double's own failure can join the union
  * from its module (declaration merging) without production code knowing it.
@@ -216,6 +274,11 @@ export interface StartErrors {
   readonly SemaphoreRequestFailed: SemaphoreRequestFailed
   readonly SemaphoreTaskFailed: SemaphoreTaskFailed
   readonly SemaphoreTaskTimeout: SemaphoreTaskTimeout
+  readonly EngineUnreachable: EngineUnreachable
+  readonly ContainerNotFound: ContainerNotFound
+  readonly ImageMissing: ImageMissing
+  readonly ContainerExited: ContainerExited
+  readonly EngineRequestFailed: EngineRequestFailed
 }
 
 export type StartError = StartErrors[keyof StartErrors]
@@ -227,6 +290,8 @@ export interface StopErrors {
   readonly SemaphoreRequestFailed: SemaphoreRequestFailed
   readonly SemaphoreTaskFailed: SemaphoreTaskFailed
   readonly SemaphoreTaskTimeout: SemaphoreTaskTimeout
+  readonly EngineUnreachable: EngineUnreachable
+  readonly EngineRequestFailed: EngineRequestFailed
 }
 
 export type StopError = StopErrors[keyof StopErrors]

@@ -11,9 +11,17 @@ import {
   Scope,
   type Tracer
 } from "effect"
-import type { ServiceConfig } from "../config/HestiaConfig.ts"
-import { QueueFull, QueueTimeout, type StartAttempt, type StartError, StartupFailed } from "../domain/Errors.ts"
+import type { ServiceConfig, ServiceSource } from "../config/HestiaConfig.ts"
+import {
+  QueueFull,
+  QueueTimeout,
+  type StartAttempt,
+  type StartError,
+  StartupFailed,
+  UpstreamUnavailable
+} from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
+import type { ContainerView } from "../orchestrators/ContainerRecords.ts"
 import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
 import type { AutomationView } from "../orchestrators/SemaphoreTasks.ts"
 import type { Readiness } from "../readiness/Readiness.ts"
@@ -25,6 +33,7 @@ import {
   type Cold,
   type Draining,
   type Hot,
+  type LastError,
   type ServiceState,
   type ServiceStatus,
   type Starting,
@@ -76,6 +85,10 @@ export interface ServiceStatusView {
   }
   /** For Semaphore services: the current and last task. */
   readonly automation?: AutomationView
+  /** For container services: the container, its image and engine. */
+  readonly container?: ContainerView
+  /** Where it was declared: the config file, or a container's labels. */
+  readonly source: ServiceSource
 }
 
 /** What an owner needs from the registry that holds it. */
@@ -95,6 +108,7 @@ export interface OwnerContext {
   /** What the startup policy and restart adoption run with. */
   readonly context: Context.Context<Orchestrator | Readiness>
   readonly automation: (serviceId: string) => Effect.Effect<AutomationView | undefined>
+  readonly container: (serviceId: string) => Effect.Effect<ContainerView | undefined>
   /** Admits starts: always for a service of its own; in an exclusive group, one running member at a time. */
   readonly gate: StartGate
   /** The group it belongs to, for status. */
@@ -419,7 +433,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const whileHot = (hot: Hot, instance: Instance): Effect.Effect<void> =>
       Effect.gen(function* () {
         const crashWatch = instance.exited.pipe(
-          Effect.catchAll((error) => markGone(hot, `${error._tag}: ${error.message}`))
+          Effect.catchAll((error) => markGone(hot, `${error._tag}: ${error.message}`, error))
         )
         yield* forkIn(crashWatch, hot.scope)
         if (service.idleTimeoutMs > 0) yield* forkIn(reaper(hot), hot.scope)
@@ -448,12 +462,12 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     }
 
     /** The running instance went away on its own (crash, refused connection): stop what is left, then cold. */
-    const markGone = (hot: Hot, reason: string): Effect.Effect<void> =>
+    const markGone = (hot: Hot, reason: string, cause: LastError): Effect.Effect<void> =>
       locked(
         Effect.gen(function* () {
           if (runningOf(state) !== hot) return
           yield* emit({ type: "upstream_gone", machineId: hot.target.machineId, reason })
-          yield* beginStop(hot, "gone")
+          yield* beginStop(hot, "gone", cause)
         })
       )
 
@@ -462,13 +476,14 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     // ---------------------------------------------------------------------------------------------------------------
 
     /** Under the lock: leave `hot` and stop in the background. */
-    const beginStop = (hot: Hot, reason: StopReason): Effect.Effect<void> =>
+    const beginStop = (hot: Hot, reason: StopReason, cause?: LastError): Effect.Effect<void> =>
       Effect.gen(function* () {
         const stopping: Stopping = {
           _tag: "Stopping",
           since: now(),
           target: hot.target,
           reason,
+          cause,
           done: yield* Deferred.make<void>()
         }
         yield* transition(stopping)
@@ -490,7 +505,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         }
         yield* locked(
           Effect.gen(function* () {
-            yield* transition({ _tag: "Cold", since: now(), lastError: undefined })
+            yield* transition({ _tag: "Cold", since: now(), lastError: stopping.cause })
             yield* emit({ type: "stopped", machineId: hot.target.machineId, reason: stopping.reason })
             // Requests that arrived while it was stopping start it again.
             if (pending > 0 || startAfterStop) {
@@ -602,7 +617,9 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const reportUnavailable = (target: Target, reason: string) =>
       Effect.suspend(() => {
         const running = runningOf(state)
-        return running !== undefined && running.target === target ? markGone(running, reason) : Effect.void
+        return running !== undefined && running.target === target
+          ? markGone(running, reason, new UpstreamUnavailable({ serviceId: service.id, reason }))
+          : Effect.void
       })
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -637,13 +654,16 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const view = Effect.gen(function* () {
       const current = state
       const automation = yield* ctx.automation(service.id)
+      const container = yield* ctx.container(service.id)
       const lastError = current._tag === "Cold" || current._tag === "Starting" ? current.lastError : undefined
       const attempt = current._tag === "Starting" ? current.progress.current : undefined
       const where = targetOf(current)
       const attemptTarget = attempt === undefined ? undefined : targets.find((t) => t.machineId === attempt.machine)
       return {
         ...(automation === undefined ? {} : { automation }),
+        ...(container === undefined ? {} : { container }),
         serviceId: service.id,
+        source: service.source,
         state: statusOf(current),
         readiness: current._tag === "Hot" ? "ready" : "not_ready",
         machineId: where?.machineId ?? attempt?.machine ?? null,
@@ -655,7 +675,11 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         lastError:
           lastError === undefined
             ? null
-            : { error: lastError._tag, message: lastError.message, attempts: lastError.attempts },
+            : {
+                error: lastError._tag,
+                message: lastError.message,
+                attempts: lastError._tag === "StartupFailed" ? lastError.attempts : []
+              },
         ...(ctx.group === undefined ? {} : { group: ctx.group }),
         ...(current._tag === "Starting" && current.progress.waitingFor !== undefined
           ? { waitingFor: current.progress.waitingFor }

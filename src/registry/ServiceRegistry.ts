@@ -3,6 +3,7 @@ import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { UnknownService } from "../domain/Errors.ts"
 import { type Target, targetsFor } from "../domain/Placement.ts"
 import { tagError } from "../observability/Telemetry.ts"
+import { ContainerRecords } from "../orchestrators/ContainerRecords.ts"
 import type { Orchestrator } from "../orchestrators/Orchestrator.ts"
 import { SemaphoreTasks } from "../orchestrators/SemaphoreTasks.ts"
 import { Readiness } from "../readiness/Readiness.ts"
@@ -25,6 +26,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const config = yield* HestiaConfig
     const events = yield* LifecycleEvents
     const semaphoreTasks = yield* SemaphoreTasks
+    const containerRecords = yield* ContainerRecords
     const store = yield* ServiceRows
     // Opened when a request ends; the last-activity flush below sleeps on it, so an idle gateway does no periodic work.
     const lastActivityChanged = yield* Effect.makeLatch(false)
@@ -58,6 +60,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
           fibers,
           context,
           automation: semaphoreTasks.automation,
+          container: containerRecords.view,
           activityChanged: () => lastActivityChanged.unsafeOpen()
         })
       )

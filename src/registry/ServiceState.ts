@@ -1,5 +1,5 @@
 import type { Deferred, Scope, Tracer } from "effect"
-import type { StartAttempt, StartupFailed } from "../domain/Errors.ts"
+import type { StartAttempt, StartError, StartupFailed, UpstreamUnavailable } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
 
 /** The four states as the API, the store and the events name them. */
@@ -30,10 +30,16 @@ export interface StartProgress {
   waitingFor: string | undefined
 }
 
+/**
+ * Why a service is cold, when something went wrong: its last start failed (every attempt), or the running instance
+ * died on its own (a process or container that exited, an upstream that refused connections).
+ */
+export type LastError = StartupFailed | StartError | UpstreamUnavailable
+
 export interface Cold {
   readonly _tag: "Cold"
   readonly since: number
-  readonly lastError: StartupFailed | undefined
+  readonly lastError: LastError | undefined
 }
 
 export interface Starting {
@@ -46,7 +52,7 @@ export interface Starting {
   /** `ServiceRegistry.coldStart`, the root of this start's trace. */
   readonly span: Tracer.Span
   readonly progress: StartProgress
-  readonly lastError: StartupFailed | undefined
+  readonly lastError: LastError | undefined
 }
 
 export interface Hot {
@@ -77,6 +83,8 @@ export interface Stopping {
   readonly since: number
   readonly target: Target
   readonly reason: StopReason
+  /** Gone on its own: what it died of, the error the service is left with. */
+  readonly cause: LastError | undefined
   /** Completed when the stop has ended (the service is cold, or starting again for requests that came meanwhile). */
   readonly done: Deferred.Deferred<void>
 }

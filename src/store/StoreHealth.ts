@@ -7,6 +7,7 @@ export type WriteOperation =
   | "last_activity"
   | "config_mirror"
   | "process_record"
+  | "container_record"
   | "key_sync"
   | "key_last_use"
 
@@ -16,6 +17,7 @@ const OPERATIONS: ReadonlyArray<WriteOperation> = [
   "last_activity",
   "config_mirror",
   "process_record",
+  "container_record",
   "key_sync",
   "key_last_use"
 ]

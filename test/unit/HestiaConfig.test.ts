@@ -3,7 +3,7 @@ import * as Path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, LogLevel } from "effect"
-import { embeddedDefaultConfig, envPrefix, load, parse } from "../../src/config/HestiaConfig.ts"
+import { decodeService, embeddedDefaultConfig, envPrefix, load, parse } from "../../src/config/HestiaConfig.ts"
 import { repoRoot, tempDir } from "../fixtures/Gateway.ts"
 
 const withEnv = (env: Record<string, string>) =>
@@ -25,6 +25,7 @@ describe("HestiaConfig", () => {
       assert.strictEqual(settings.host, "0.0.0.0")
       assert.strictEqual(settings.database, "./data/hestia.db")
       assert.strictEqual(a.kind, "external")
+      assert.strictEqual(a.source, "config")
       assert.strictEqual(a.idleTimeoutMs, 300_000)
       assert.strictEqual(a.queueSize, 100)
       assert.strictEqual(a.requestTimeoutMs, 60_000)
@@ -495,6 +496,108 @@ describe("HestiaConfig.load: which file", () => {
       )
       const missing = yield* loadWith({ HESTIA_CONFIG_PATH: Path.join(dir, "absent.yml") })
       assert.strictEqual((missing as Either.Left<any, any>).left.problem, "file not found (HESTIA_CONFIG_PATH)")
+    })
+  )
+
+  it.effect("a container block makes a container service, with defaults and the ports spelled out", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `services:
+  openwebui: { base_url: "http://{host}:3000", container: { name: open-webui } }
+  scratch:
+    base_url: http://{host}:18080
+    container:
+      image: ghcr.io/example/app:1.2
+      env: { MODE: demo }
+      ports: { "8080/tcp": 18080, "53/udp": "127.0.0.1:5353", "9000": 9000 }
+      volumes: ["/srv/scratch:/data"]
+      remove_on_stop: true
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      const existing = settings.services.get("openwebui")!
+      assert.strictEqual(existing.kind, "container")
+      assert.deepStrictEqual(existing.container, {
+        name: "open-webui",
+        image: undefined,
+        pull: false,
+        command: undefined,
+        env: {},
+        ports: {},
+        networkMode: undefined,
+        volumes: [],
+        removeOnStop: false,
+        pauseOnIdle: false
+      })
+      const scratch = settings.services.get("scratch")!.container!
+      assert.strictEqual(scratch.name, "hestia-scratch")
+      assert.deepStrictEqual(scratch.ports, { "8080/tcp": "18080", "53/udp": "127.0.0.1:5353", "9000/tcp": "9000" })
+      assert.deepStrictEqual(scratch.env, { MODE: "demo" })
+      assert.isTrue(scratch.removeOnStop)
+      assert.strictEqual(settings.services.get("scratch")!.container?.image, "ghcr.io/example/app:1.2")
+    })
+  )
+
+  it.effect("a container block is refused with process or Semaphore keys, and creation keys need an image", () =>
+    Effect.gen(function* () {
+      const both = yield* failure("services:\n  a: { base_url: 'http://h:1', command: x, container: { name: ab } }\n")
+      assert.strictEqual(both.path, "services.a.command")
+      const env = yield* failure("services:\n  a: { base_url: 'http://h:1', env: { A: b }, container: { name: ab } }\n")
+      assert.strictEqual(env.path, "services.a.env")
+      assert.match(env.problem, /container\.env/)
+      const pull = yield* failure("services:\n  a: { base_url: 'http://h:1', container: { name: ab, pull: true } }\n")
+      assert.strictEqual(pull.path, "services.a.container.pull")
+      assert.match(pull.problem, /container\.image/)
+      const keep = yield* failure(
+        "services:\n  a: { base_url: 'http://h:1', container: { image: i, remove_on_stop: true, pause_on_idle: true } }\n"
+      )
+      assert.strictEqual(keep.path, "services.a.container.remove_on_stop")
+      const port = yield* failure(
+        "services:\n  a: { base_url: 'http://h:1', container: { image: i, ports: { web: 1 } } }\n"
+      )
+      assert.strictEqual(port.path, "services.a.container.ports.web")
+      const name = yield* failure("services:\n  a: { base_url: 'http://h:1', container: { name: 'no spaces' } }\n")
+      assert.strictEqual(name.path, "services.a.container.name")
+    })
+  )
+
+  it.effect("machines name their Docker engine and whether its labelled containers become services", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `machines:
+  local: { host: 127.0.0.1 }
+  nas: { host: nas.lan, docker_url: "tcp://nas.lan:2375", container_discovery: true }
+  box: { host: box.lan, docker_url: "unix:///run/podman/podman.sock" }
+`,
+        "conf.yml"
+      ).pipe(withEnv({}))
+      assert.strictEqual(settings.machines.get("local")!.dockerUrl, undefined)
+      assert.isFalse(settings.machines.get("local")!.containerDiscovery)
+      assert.strictEqual(settings.machines.get("nas")!.dockerUrl, "tcp://nas.lan:2375")
+      assert.isTrue(settings.machines.get("nas")!.containerDiscovery)
+      assert.strictEqual(settings.machines.get("box")!.dockerUrl, "unix:///run/podman/podman.sock")
+      const bad = yield* failure("machines:\n  nas: { host: nas.lan, docker_url: 'nas.lan:2375' }\n")
+      assert.strictEqual(bad.path, "machines.nas.docker_url")
+      assert.match(bad.problem, /unix:\/\/\//)
+    })
+  )
+
+  it.effect("a service declared outside the file is checked by the same schema and keeps its source", () =>
+    Effect.gen(function* () {
+      const where = { file: "labels of container web", path: "labels" }
+      const web = yield* decodeService(
+        "web",
+        { base_url: "http://{host}:3000", container: { name: "web" }, machines: ["nas"] },
+        "labels",
+        where
+      )
+      assert.strictEqual(web.source, "labels")
+      assert.strictEqual(web.kind, "container")
+      const bad = yield* Effect.flip(
+        decodeService("web", { base_url: "http://{host}:3000", idle_timeout_ms: -1 }, "labels", where)
+      )
+      assert.strictEqual(bad.message.split(":")[0], "labels of container web")
+      assert.strictEqual(bad.path, "labels.idle_timeout_ms")
     })
   )
 })

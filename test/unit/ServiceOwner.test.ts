@@ -139,6 +139,8 @@ describe("ServiceOwner transitions (Simulated machines, TestClock)", () => {
         "stopping→cold",
         "stopped:gone"
       ])
+      // Cold with what it died of, until it is ready again.
+      assert.strictEqual((yield* status).lastError?.error, "ProcessExited")
       const again = yield* Effect.fork(registry.acquire("svc"))
       yield* untilQueued(1)
       yield* TestClock.adjust("1 second")

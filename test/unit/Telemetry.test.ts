@@ -3,6 +3,7 @@ import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trac
 import { Effect, Either, Fiber, Layer, Option, TestClock } from "effect"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import * as Telemetry from "../../src/observability/Telemetry.ts"
+import { ContainerRecords } from "../../src/orchestrators/ContainerRecords.ts"
 import { Orchestrator } from "../../src/orchestrators/Orchestrator.ts"
 import { SemaphoreTasks } from "../../src/orchestrators/SemaphoreTasks.ts"
 import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
@@ -213,7 +214,7 @@ describe("Telemetry: the trace of a cold start (Simulated machines, TestClock, i
           adopt: () => Effect.succeed(Option.none()),
           reclaim: () => Effect.succeed(false)
         })
-      ).pipe(Layer.merge(SemaphoreTasks.layer))
+      ).pipe(Layer.merge(SemaphoreTasks.layer), Layer.merge(ContainerRecords.layer))
       yield* Effect.gen(function* () {
         const registry = yield* ServiceRegistry
         yield* registry.start("svc")
