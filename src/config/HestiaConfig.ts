@@ -34,6 +34,7 @@ const ServiceFile = Schema.Struct({
   idle_timeout_ms: Schema.optional(Millis),
   queue_size: Schema.optional(Schema.Int.pipe(Schema.positive({ message: () => "expected a whole number > 0" }))),
   request_timeout_seconds: Schema.optional(Seconds),
+  startup_timeout_seconds: Schema.optional(Seconds),
   retry_count: Schema.optional(Schema.NonNegativeInt),
   retry_delay_ms: Schema.optional(Millis),
   fallback_url: Schema.optional(Schema.NullOr(HttpUrl)),
@@ -113,7 +114,10 @@ export const ConfigFile = Schema.Struct({
   ),
   semaphore_base_url: Schema.optional(Schema.NullOr(HttpUrl)),
   semaphore_api_key: Schema.optional(Schema.NullOr(Schema.String)),
+  semaphore_username: Schema.optional(Schema.NullOr(Schema.String)),
+  semaphore_password: Schema.optional(Schema.NullOr(Schema.String)),
   semaphore_project_id: Schema.optional(Schema.NullOr(Schema.Int)),
+  semaphore_timeout: Schema.optional(Seconds),
   machines: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: MachineFile }))),
   services: Schema.optional(Schema.NullOr(Schema.Record({ key: ServiceId, value: ServiceFile }))),
   routing_rules: Schema.optional(Schema.NullOr(Schema.Array(RoutingRuleFile)))
@@ -143,7 +147,10 @@ export interface ServiceConfig {
   readonly warmupMs: number
   readonly idleTimeoutMs: number
   readonly queueSize: number
+  /** How long a request waits for a start (QueueTimeout after it). */
   readonly requestTimeoutMs: number
+  /** How long one start attempt may take to turn healthy (ReadinessTimeout after it). */
+  readonly startupTimeoutMs: number
   readonly retryCount: number
   readonly retryDelayMs: number
   readonly fallbackUrl: string | undefined
@@ -192,7 +199,12 @@ export interface Settings {
   readonly semaphore: {
     readonly baseUrl: string | undefined
     readonly apiKey: string | undefined
+    /** Password login (`POST /api/auth/login`, then the session cookie) when there is no API key. */
+    readonly username: string | undefined
+    readonly password: string | undefined
     readonly projectId: number | undefined
+    /** How long one call to Semaphore may take before the server counts as unreachable. */
+    readonly requestTimeoutMs: number
   }
   readonly machines: ReadonlyMap<string, MachineConfig>
   readonly services: ReadonlyMap<string, ServiceConfig>
@@ -208,11 +220,13 @@ export const defaults = {
   idleTimeoutMs: 300_000,
   queueSize: 100,
   requestTimeoutSeconds: 60,
+  startupTimeoutSeconds: 300,
   retryCount: 2,
   retryDelayMs: 1_000,
   stopGraceMs: 5_000,
   semaphoreTaskTimeoutSeconds: 300,
-  semaphorePollIntervalSeconds: 2
+  semaphorePollIntervalSeconds: 2,
+  semaphoreTimeoutSeconds: 10
 } as const
 
 /** Used when no config file exists: one demo service, started on demand from this repository. */
@@ -249,6 +263,7 @@ const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
   idleTimeoutMs: file.idle_timeout_ms ?? defaults.idleTimeoutMs,
   queueSize: file.queue_size ?? defaults.queueSize,
   requestTimeoutMs: Math.round((file.request_timeout_seconds ?? defaults.requestTimeoutSeconds) * 1000),
+  startupTimeoutMs: Math.round((file.startup_timeout_seconds ?? defaults.startupTimeoutSeconds) * 1000),
   retryCount: file.retry_count ?? defaults.retryCount,
   retryDelayMs: file.retry_delay_ms ?? defaults.retryDelayMs,
   fallbackUrl: file.fallback_url ?? undefined,
@@ -287,7 +302,10 @@ const toSettings = (source: string, file: ConfigFile, databaseDefault: string = 
   semaphore: {
     baseUrl: file.semaphore_base_url ?? undefined,
     apiKey: file.semaphore_api_key ?? undefined,
-    projectId: file.semaphore_project_id ?? undefined
+    username: file.semaphore_username ?? undefined,
+    password: file.semaphore_password ?? undefined,
+    projectId: file.semaphore_project_id ?? undefined,
+    requestTimeoutMs: Math.round((file.semaphore_timeout ?? defaults.semaphoreTimeoutSeconds) * 1000)
   },
   machines: new Map(
     Object.entries(file.machines ?? {}).map(([id, m]) => [
@@ -346,6 +364,8 @@ const readOverrides = (raw: Record<string, any>) =>
       ],
       ["SEMAPHORE_BASE_URL", ["semaphore_base_url"], (s) => s],
       ["SEMAPHORE_API_KEY", ["semaphore_api_key"], (s) => s],
+      ["SEMAPHORE_USERNAME", ["semaphore_username"], (s) => s],
+      ["SEMAPHORE_PASSWORD", ["semaphore_password"], (s) => s],
       ["SEMAPHORE_PROJECT_ID", ["semaphore_project_id"], parseEnvValue]
     ]
     for (const [variable, path, parse] of global) {
@@ -458,23 +478,36 @@ const validateReferences = (settings: Settings) =>
     })
   )
 
-/** A Semaphore service cannot start without the server, its token and the project. */
+/** A Semaphore service cannot start without the server, credentials (a token, or a login) and the project. */
 const validateSemaphore = (settings: Settings) =>
   Effect.gen(function* () {
     const first = [...settings.services.values()].find((service) => service.kind === "semaphore")
     if (first === undefined) return
-    const missing = (
-      [
-        ["semaphore_base_url", "SEMAPHORE_BASE_URL", settings.semaphore.baseUrl],
-        ["semaphore_api_key", "SEMAPHORE_API_KEY", settings.semaphore.apiKey],
-        ["semaphore_project_id", "SEMAPHORE_PROJECT_ID", settings.semaphore.projectId]
-      ] as const
-    ).find(([, , value]) => value === undefined || value === "")
+    const given = (value: string | number | undefined) => value !== undefined && value !== ""
+    const { apiKey, username, password } = settings.semaphore
+    const required: Array<readonly [string, string, string | number | undefined, string]> = [
+      ["semaphore_base_url", "SEMAPHORE_BASE_URL", settings.semaphore.baseUrl, ""]
+    ]
+    // Without a token, a password login needs both halves.
+    if (given(apiKey)) required.push(["semaphore_api_key", "SEMAPHORE_API_KEY", apiKey, ""])
+    else if (given(username) || given(password)) {
+      required.push(["semaphore_username", "SEMAPHORE_USERNAME", username, " for the password login"])
+      required.push(["semaphore_password", "SEMAPHORE_PASSWORD", password, " for the password login"])
+    } else {
+      required.push([
+        "semaphore_api_key",
+        "SEMAPHORE_API_KEY",
+        apiKey,
+        ", or semaphore_username and semaphore_password for a password login,"
+      ])
+    }
+    required.push(["semaphore_project_id", "SEMAPHORE_PROJECT_ID", settings.semaphore.projectId, ""])
+    const missing = required.find(([, , value]) => !given(value))
     if (missing !== undefined) {
       return yield* new ConfigError({
         file: settings.source,
         path: missing[0],
-        problem: `required (or env ${missing[1]}) because service "${first.id}" has semaphore_enabled: true`
+        problem: `required (or env ${missing[1]})${missing[3]} because service "${first.id}" has semaphore_enabled: true`
       })
     }
   })
