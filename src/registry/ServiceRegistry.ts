@@ -604,7 +604,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         const taken = yield* orchestrator.adopt(service, target)
         if (Option.isNone(taken) || target.healthUrl === undefined) return taken
         const healthy = yield* Effect.isSuccess(
-          readiness.wait({ ...service, requestTimeoutMs: RESTORE_PROBE_MS }, target)
+          readiness.wait({ ...service, startupTimeoutMs: RESTORE_PROBE_MS }, target)
         )
         return healthy ? taken : Option.none()
       })
