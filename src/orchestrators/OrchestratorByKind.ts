@@ -5,6 +5,7 @@ import * as External from "./External.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
 import * as Process from "./Process.ts"
 import * as Semaphore from "./Semaphore.ts"
+import { SemaphoreClient } from "./SemaphoreClient.ts"
 import { SemaphoreTasks } from "./SemaphoreTasks.ts"
 
 /**
@@ -25,4 +26,4 @@ export const layer = Layer.scoped(
       reclaim: process.reclaim
     } satisfies OrchestratorShape
   })
-).pipe(Layer.provide(Store.Default), Layer.provideMerge(SemaphoreTasks.layer))
+).pipe(Layer.provide([Store.Default, SemaphoreClient.Default]), Layer.provideMerge(SemaphoreTasks.layer))
