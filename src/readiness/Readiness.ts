@@ -12,9 +12,10 @@ export const PROBE_TIMEOUT_MS = 2_000
 const MAX_PROBE_BODY_BYTES = 64 * 1024
 
 // Every 10 ms for the first 3 s: most services come up within that, a refused loopback connect costs next to nothing,
-// and a waiting request is released within ~10 ms of the first healthy answer. Then every 100 ms up to 10 s, then
-// backing off to once a second for the slow starters (model servers loading weights).
-export const probeSchedule = Schedule.spaced("10 millis").pipe(
+// and a waiting request is released within ~10 ms of the first healthy answer (a fixed cadence: the probe's own time
+// does not add to the gap). Then every 100 ms up to 10 s, then backing off to once a second for the slow starters
+// (model servers loading weights).
+export const probeSchedule = Schedule.fixed("10 millis").pipe(
   Schedule.upTo("3 seconds"),
   Schedule.andThen(Schedule.spaced("100 millis").pipe(Schedule.upTo("7 seconds"))),
   Schedule.andThen(Schedule.exponential("150 millis", 1.5).pipe(Schedule.union(Schedule.spaced("1 second"))))

@@ -209,7 +209,7 @@ describe("Readiness on the TestClock", () => {
     })
   )
 
-  it.effect("a probe that hangs is cut after 2 s; the next one follows 10 ms later", () => {
+  it.effect("a probe that hangs is cut after 2 s; the next one follows on the next 10 ms beat", () => {
     const { probes, layer } = scripted((i) => (i === 0 ? "hang" : 200))
     return Effect.gen(function* () {
       const readiness = yield* Readiness
