@@ -41,8 +41,13 @@ const serviceFields = {
   warmupMs: Schema.optionalWith(Millis, { default: () => 2_000 }).pipe(Schema.fromKey("warmup_ms")),
   idleTimeoutMs: Schema.optionalWith(Millis, { default: () => 300_000 }).pipe(Schema.fromKey("idle_timeout_ms")),
   queueSize: Schema.optionalWith(PositiveInt, { default: () => 100 }).pipe(Schema.fromKey("queue_size")),
+  /** How long a request waits for a start (then QueueTimeout; the start goes on). */
   requestTimeoutMs: Schema.optionalWith(SecondsAsMillis, { default: () => 60_000 }).pipe(
     Schema.fromKey("request_timeout_seconds")
+  ),
+  /** How long one start attempt may take to turn healthy (then ReadinessTimeout); long enough for model servers. */
+  startupTimeoutMs: Schema.optionalWith(SecondsAsMillis, { default: () => 300_000 }).pipe(
+    Schema.fromKey("startup_timeout_seconds")
   ),
   retryCount: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 2 }).pipe(Schema.fromKey("retry_count")),
   retryDelayMs: Schema.optionalWith(Millis, { default: () => 1_000 }).pipe(Schema.fromKey("retry_delay_ms")),

@@ -169,7 +169,9 @@ export class SemaphoreAuthFailed extends Schema.TaggedError<SemaphoreAuthFailed>
   status: Schema.Number
 }) {
   override get message() {
-    return `Semaphore rejected the API token (HTTP ${this.status} from ${this.url})`
+    return this.url.endsWith("/api/auth/login")
+      ? `Semaphore refused the login of semaphore_username (HTTP ${this.status} from ${this.url})`
+      : `Semaphore rejected the gateway's credentials (HTTP ${this.status} from ${this.url})`
   }
 }
 

@@ -231,7 +231,7 @@ export const makeWith = (options: MakeOptions = {}) =>
           Stream.takeUntil((status) => status === "healthy"),
           Stream.runDrain,
           Effect.timeoutFail({
-            duration: entry.service.requestTimeoutMs,
+            duration: entry.service.startupTimeoutMs,
             onTimeout: () => undefined
           }),
           Effect.catchAll(() =>

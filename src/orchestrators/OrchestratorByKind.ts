@@ -9,6 +9,7 @@ import * as External from "./External.ts"
 import { Orchestrator, type OrchestratorShape } from "./Orchestrator.ts"
 import * as Process from "./Process.ts"
 import * as Semaphore from "./Semaphore.ts"
+import { SemaphoreClient } from "./SemaphoreClient.ts"
 import { SemaphoreTasks } from "./SemaphoreTasks.ts"
 
 /**
@@ -37,7 +38,7 @@ export const layer = Layer.scoped(
     } satisfies OrchestratorShape
   })
 ).pipe(
-  Layer.provide(Layer.merge(ProcessRecords.Default, ContainerRows.Default)),
+  Layer.provide(Layer.mergeAll(ProcessRecords.Default, ContainerRows.Default, SemaphoreClient.Default)),
   // The same ServiceLogs.Default the HttpGateway serves from: layers are shared by reference, so one ring per service.
   Layer.provide(ServiceLogs.Default),
   Layer.provideMerge(Layer.merge(SemaphoreTasks.layer, ContainerRecords.layer))

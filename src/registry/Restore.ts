@@ -22,7 +22,7 @@ const adoptIfHealthy = (service: ServiceConfig, target: Target) =>
     const readiness = yield* Readiness
     const taken = yield* orchestrator.adopt(service, target)
     if (Option.isNone(taken) || target.healthUrl === undefined) return taken
-    const healthy = yield* Effect.isSuccess(readiness.wait({ ...service, requestTimeoutMs: RESTORE_PROBE_MS }, target))
+    const healthy = yield* Effect.isSuccess(readiness.wait({ ...service, startupTimeoutMs: RESTORE_PROBE_MS }, target))
     return healthy ? taken : Option.none()
   })
 

@@ -217,7 +217,9 @@ for (const kind of runnableEngines) {
             engineCall(engine.current.socket, "POST", `/containers/${name}/kill?signal=SIGKILL`)
           )
           const cold = yield* eventually(status(url, "killed"), (s) => s.state === "cold")
-          assert.strictEqual(cold.lastError, null)
+          // Cold with what it died of: the exit code and the container's last lines.
+          assert.strictEqual(cold.lastError?.error, "ContainerExited")
+          assert.match(cold.lastError.message, /code 137/)
           const activity = yield* callJson(`${url}/v1/activity?serviceId=killed`)
           const gone = activity.json.activity.find((row: any) => row.type === "upstream_gone")
           assert.match(gone.detail.reason, /ContainerExited: container "[^"]+" exited \(code 137\)/)

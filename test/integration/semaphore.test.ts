@@ -44,10 +44,14 @@ const machineUpstream = (name: string) =>
       })
   ).pipe(Effect.map(({ upstream }) => upstream))
 
+const USER = { username: "hestia", password: "hestia-test-password" }
+
 interface Setup {
   readonly script?: Script
   readonly service?: Record<string, unknown>
   readonly token?: string
+  /** A password login instead of the token. */
+  readonly login?: { readonly username: string; readonly password: string }
 }
 
 /** Two machines (gpu preferred by a routing rule, laptop as fallback), one Semaphore service `llm`. */
@@ -58,6 +62,7 @@ const setup = (options: Setup = {}) =>
     const bySemaphoreId: Record<string, MachineUpstream> = { "gpu-01": gpu, laptop }
     const double = yield* serveDouble({
       token: TOKEN,
+      user: USER,
       templates: [1, 2],
       ...(options.script ? { script: options.script } : {}),
       onStatus: (task: DoubleTask) => {
@@ -82,7 +87,11 @@ const setup = (options: Setup = {}) =>
     const yaml = `
 server: { host: 127.0.0.1, port: 0 }
 semaphore_base_url: ${double.url}
-semaphore_api_key: ${options.token ?? TOKEN}
+${
+  options.login === undefined
+    ? `semaphore_api_key: ${options.token ?? TOKEN}`
+    : `semaphore_username: ${options.login.username}\nsemaphore_password: ${options.login.password}`
+}
 semaphore_project_id: 1
 machines:
   gpu: { host: "${gpu.host}", semaphore_machine_id: gpu-01, labels: { gpu: true } }
@@ -337,6 +346,57 @@ describe("Semaphore services through the gateway", () => {
       const stops = double.requestsTo("POST", /^\/api\/project\/1\/tasks\/1\/stop$/)
       assert.lengthOf(stops, 1)
       assert.deepStrictEqual(JSON.parse(stops[0]!.body), { force: false })
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("without a token: logs in with username and password, then runs the tasks on the session cookie", () =>
+    Effect.gen(function* () {
+      const { double, url } = yield* setup({ login: USER, service: { machines: ["gpu"], retry_count: 0 } })
+      const response = yield* callJson(`${url}/services/llm/hello`)
+      assert.strictEqual(response.status, 200)
+      assert.deepStrictEqual(response.json, { machine: "gpu", path: "/hello" })
+      const [login, create, ...polls] = double.requests
+      assert.strictEqual(`${login!.method} ${login!.path} ${login!.status}`, "POST /api/auth/login 204")
+      assert.deepStrictEqual(JSON.parse(login!.body), { auth: USER.username, password: USER.password })
+      const cookie = login!.responseSetCookie!.split(";")[0]!
+      // Sent back byte for byte, padding included.
+      assert.match(cookie, /^semaphore=[A-Za-z0-9_-]+==$/)
+      assert.strictEqual(`${create!.method} ${create!.path} ${create!.status}`, "POST /api/project/1/tasks 201")
+      for (const call of [create!, ...polls]) {
+        assert.strictEqual(call.cookie, cookie)
+        assert.isUndefined(call.authorization)
+      }
+      assert.deepStrictEqual(summary(double.tasks), ["start@gpu-01:success"])
+
+      // The session ages out; the stop's first call is refused, the gateway logs in once more and carries on.
+      double.expireSessions()
+      assert.strictEqual((yield* call(`${url}/v1/services/llm/stop`, { method: "POST" })).status, 202)
+      yield* eventually(status(url), (view) => view.state === "cold")
+      const afterExpiry = double.requests.slice(2 + polls.length).map((r) => `${r.method} ${r.path} ${r.status}`)
+      assert.deepStrictEqual(afterExpiry.slice(0, 3), [
+        "POST /api/project/1/tasks 401",
+        "POST /api/auth/login 204",
+        "POST /api/project/1/tasks 201"
+      ])
+      assert.deepStrictEqual(summary(double.tasks), ["start@gpu-01:success", "stop@gpu-01:success"])
+      assert.lengthOf(double.requestsTo("POST", /^\/api\/auth\/login$/), 2)
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("a wrong password is SemaphoreAuthFailed from the login in every attempt; no task is created", () =>
+    Effect.gen(function* () {
+      const { double, url } = yield* setup({ login: { ...USER, password: "wrong" } })
+      const failed = yield* callJson(`${url}/services/llm/hello`)
+      assert.strictEqual(failed.status, 503)
+      assert.deepStrictEqual(
+        failed.json.attempts.map((a: { error: string }) => a.error),
+        Array(4).fill("SemaphoreAuthFailed")
+      )
+      assert.include(failed.json.attempts[0].message, "refused the login")
+      assert.include(failed.json.attempts[0].message, "/api/auth/login")
+      assert.lengthOf(double.tasks, 0)
+      // Each attempt tried to log in once (and the cleanup stops too), never a task call without a session.
+      assert.isTrue(double.requests.every((r) => r.path === "/api/auth/login" && r.status === 401))
     }).pipe(Effect.scoped)
   )
 })

@@ -8,6 +8,7 @@ import * as Yaml from "yaml"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { targetsFor } from "../../src/domain/Placement.ts"
 import * as Semaphore from "../../src/orchestrators/Semaphore.ts"
+import { SemaphoreClient } from "../../src/orchestrators/SemaphoreClient.ts"
 import { SemaphoreTasks } from "../../src/orchestrators/SemaphoreTasks.ts"
 import { repoRoot } from "../fixtures/Gateway.ts"
 import { plans, type RecordedRequest, type SemaphoreDouble, serveDouble } from "../fixtures/SemaphoreDouble.ts"
@@ -79,25 +80,50 @@ const stopBodySchema = {
   additionalProperties: false
 }
 
+/**
+ * The spec's `Login` leaves both fields optional; the live server looks the user up by `auth` and checks `password`,
+ * so a login without either can only fail (401).
+ */
+const loginBodySchema = {
+  type: "object",
+  properties: { auth: { type: "string", minLength: 1 }, password: { type: "string" } },
+  required: ["auth", "password"]
+}
+
+const NO_CREDENTIALS = "no or wrong Bearer token, or no valid `semaphore` session cookie (empty body)"
+
 /** Answers the spec does not document, by route: what the live server sends instead. */
 const undocumented: Record<string, Record<number, string>> = {
+  "POST /auth/login": {
+    401: "unknown user or wrong password (empty body)"
+  },
   "POST /project/{project_id}/tasks": {
     400: "environment that is not a string (an object), or a body that is not JSON",
-    401: "no or wrong Bearer token (empty body)",
+    401: NO_CREDENTIALS,
     500: "unknown template_id"
   },
   "GET /project/{project_id}/tasks/{task_id}": {
     400: "missing task (not 404)",
-    401: "no or wrong Bearer token (empty body)"
+    401: NO_CREDENTIALS
   },
   "POST /project/{project_id}/tasks/{task_id}/stop": {
     400: "no JSON body, or a missing task",
-    401: "no or wrong Bearer token (empty body)"
+    401: NO_CREDENTIALS
   }
 }
 
-/** Problems of one recorded exchange against the spec; [] when it conforms (or departs only as documented). */
-const checkExchange = (exchange: RecordedRequest, token: string): Array<string> => {
+/** The spec's security schemes: `bearer` (the Authorization header) or `cookie` (the session a login set). */
+const hasCredentials = (exchange: RecordedRequest) =>
+  /^Bearer \S+$/.test(exchange.authorization ?? "") || /(^|;\s*)semaphore=[^;]+/.test(exchange.cookie ?? "")
+
+/**
+ * Problems of one recorded exchange against the spec; [] when it conforms (or departs only as documented). The
+ * request is checked too when it is the client's (`fromClient`, the default); the answer always is.
+ */
+const checkExchange = (
+  exchange: RecordedRequest,
+  { fromClient = true }: { readonly fromClient?: boolean } = {}
+): Array<string> => {
   const where = `${exchange.method} ${exchange.path}`
   const found = operationFor(exchange.method, exchange.path)
   if (found === undefined) return [`${where}: no such operation in the spec`]
@@ -111,13 +137,21 @@ const checkExchange = (exchange: RecordedRequest, token: string): Array<string> 
     }
   }
 
-  // Requests: the client's, always with the Bearer token of the spec's `bearer` security scheme.
-  if (exchange.authorization === `Bearer ${token}`) {
+  // Requests: the client's, with credentials of one of the spec's security schemes where the operation has any.
+  if (fromClient) {
+    const security = found.operation.security ?? spec.security
+    if (security.length > 0 && !hasCredentials(exchange)) problems.push(`${where}: sent without credentials`)
+    if (security.length === 0 && exchange.authorization !== undefined) {
+      problems.push(`${where}: a token sent where none is asked for`)
+    }
     const bodyParameter = found.parameters.find((p) => p.in === "body")
     if (bodyParameter !== undefined) {
       if (exchange.contentType !== "application/json") problems.push(`${where}: body sent as ${exchange.contentType}`)
       const errors = validate(bodyParameter.schema, JSON.parse(exchange.body))
       problems.push(...errors.map((e) => `${where}: request body ${e}`))
+      if (route === "POST /auth/login") {
+        problems.push(...validate(loginBodySchema, JSON.parse(exchange.body)).map((e) => `${where}: login ${e}`))
+      }
     } else if (route === "POST /project/{project_id}/tasks/{task_id}/stop") {
       problems.push(...validate(stopBodySchema, JSON.parse(exchange.body)).map((e) => `${where}: stop body ${e}`))
     } else if (exchange.body !== "") {
@@ -139,6 +173,16 @@ const checkExchange = (exchange: RecordedRequest, token: string): Array<string> 
   } else if (exchange.status === 401 && exchange.responseBody !== "") {
     problems.push(`${where}: a 401 must have an empty body`)
   }
+  // "Upon success you will be logged in": by the session cookie of the `cookie` scheme, as the live server sets it.
+  if (route === "POST /auth/login" && exchange.status === 204) {
+    if (!/^semaphore=[^;]+;.*Path=\//.test(exchange.responseSetCookie ?? "")) {
+      problems.push(
+        `${where}: a login without a \`semaphore\` session cookie (Set-Cookie: ${exchange.responseSetCookie})`
+      )
+    }
+  } else if (exchange.responseSetCookie !== undefined) {
+    problems.push(`${where}: an unexpected Set-Cookie`)
+  }
   return problems
 }
 
@@ -148,9 +192,23 @@ const checkExchange = (exchange: RecordedRequest, token: string): Array<string> 
 
 const TOKEN = "spec-token"
 
-const configFor = (double: SemaphoreDouble, service: Record<string, unknown> = {}, token = TOKEN) => `
+const USER = { username: "hestia", password: "spec-password" }
+
+/** The gateway's credentials: the token, or a password login. */
+type Credentials = { readonly token: string } | { readonly login: { username: string; password: string } }
+
+const credentialsYaml = (credentials: Credentials) =>
+  "token" in credentials
+    ? `semaphore_api_key: ${credentials.token}`
+    : `semaphore_username: ${credentials.login.username}\nsemaphore_password: ${credentials.login.password}`
+
+const configFor = (
+  double: SemaphoreDouble,
+  service: Record<string, unknown> = {},
+  credentials: Credentials = { token: TOKEN }
+) => `
 semaphore_base_url: ${double.url}
-semaphore_api_key: ${token}
+${credentialsYaml(credentials)}
 semaphore_project_id: 1
 machines:
   gpu: { host: 10.0.0.5, semaphore_machine_id: gpu-01 }
@@ -171,7 +229,7 @@ const runClient = (
   double: SemaphoreDouble,
   op: "start" | "stop",
   service: Record<string, unknown> = {},
-  token = TOKEN
+  credentials: Credentials = { token: TOKEN }
 ) =>
   Effect.gen(function* () {
     const client = yield* Semaphore.make
@@ -182,19 +240,36 @@ const runClient = (
   }).pipe(
     Effect.provide(
       Layer.mergeAll(
-        SemaphoreTasks.layer.pipe(Layer.provideMerge(HestiaConfig.layerYaml(configFor(double, service, token)))),
+        // The gateway's own client, over undici.
+        Layer.mergeAll(SemaphoreTasks.layer, SemaphoreClient.Default).pipe(
+          Layer.provideMerge(HestiaConfig.layerYaml(configFor(double, service, credentials)))
+        ),
         Logger.minimumLogLevel(LogLevel.None)
       )
     )
   )
 
-const raw = (double: SemaphoreDouble, method: string, path: string, body?: string, token: string | null = TOKEN) =>
+const raw = (
+  double: SemaphoreDouble,
+  method: string,
+  path: string,
+  body?: string,
+  token: string | null = TOKEN,
+  cookie?: string
+) =>
   Effect.promise(async () => {
     const headers: Record<string, string> = {}
     if (token !== null) headers.authorization = `Bearer ${token}`
+    if (cookie !== undefined) headers.cookie = cookie
     if (body !== undefined) headers["content-type"] = "application/json"
     const response = await request(`${double.url}${path}`, { method: method as "GET", headers, body: body ?? null })
-    return { status: response.statusCode, body: await response.body.text() }
+    const setCookie = response.headers["set-cookie"]
+    const answer: { status: number; body: string; setCookie?: string } = {
+      status: response.statusCode,
+      body: await response.body.text()
+    }
+    if (setCookie !== undefined) answer.setCookie = Array.isArray(setCookie) ? setCookie.join(", ") : setCookie
+    return answer
   })
 
 describe("the reference spec", () => {
@@ -209,6 +284,14 @@ describe("the reference spec", () => {
     assert.isDefined(operationFor("POST", "/api/project/1/tasks/7/stop")!.operation.responses[204])
     assert.deepStrictEqual(spec.definitions.Task.properties.id, { type: "integer", example: 23 })
     assert.strictEqual(spec.definitions.Task.properties.status.type, "string")
+    // The password login: no security of its own, `{auth, password}`, 204; then the `cookie` scheme.
+    const login = operationFor("POST", "/api/auth/login")!
+    assert.deepStrictEqual(login.operation.security, [])
+    assert.strictEqual(login.parameters.find((p) => p.in === "body").schema.$ref, "#/definitions/Login")
+    assert.hasAllKeys(spec.definitions.Login.properties, ["auth", "password"])
+    assert.isDefined(login.operation.responses[204])
+    assert.deepStrictEqual(spec.securityDefinitions.cookie, { type: "apiKey", name: "Cookie", in: "header" })
+    assert.deepStrictEqual(spec.security, [{ bearer: [] }, { cookie: [] }])
   })
 
   it("the checker itself rejects what the spec forbids", () => {
@@ -216,19 +299,47 @@ describe("the reference spec", () => {
       method: "POST",
       path: "/api/project/1/tasks",
       authorization: `Bearer ${TOKEN}`,
+      cookie: undefined,
       contentType: "application/json",
       body: JSON.stringify({ template_id: 1, environment: { service_id: "x" } }),
       status: 201,
       responseContentType: "application/json",
+      responseSetCookie: undefined,
       responseBody: JSON.stringify({ id: "seven", status: "waiting" })
     }
-    const problems = checkExchange(base, TOKEN)
+    const problems = checkExchange(base)
     assert.isTrue(problems.some((p) => p.includes("request body /environment must be string")))
     assert.isTrue(problems.some((p) => p.includes("201 body /id must be integer")))
-    assert.deepStrictEqual(checkExchange({ ...base, path: "/api/project/1/taskz" }, TOKEN), [
+    assert.deepStrictEqual(checkExchange({ ...base, path: "/api/project/1/taskz" }), [
       "POST /api/project/1/taskz: no such operation in the spec"
     ])
-    assert.lengthOf(checkExchange({ ...base, status: 418, body: "{}", responseBody: "" }, TOKEN), 1)
+    assert.lengthOf(checkExchange({ ...base, status: 418, body: "{}", responseBody: "" }), 1)
+    const good = { ...base, body: JSON.stringify({ template_id: 1, environment: "{}" }), responseBody: "{}" }
+    assert.deepStrictEqual(checkExchange(good), [])
+    assert.deepStrictEqual(checkExchange({ ...good, authorization: undefined }), [
+      "POST /api/project/1/tasks: sent without credentials"
+    ])
+    assert.deepStrictEqual(checkExchange({ ...good, authorization: undefined, cookie: "semaphore=abc" }), [])
+    const login: RecordedRequest = {
+      ...base,
+      path: "/api/auth/login",
+      authorization: undefined,
+      body: JSON.stringify({ auth: "hestia", password: "x" }),
+      status: 204,
+      responseContentType: undefined,
+      responseSetCookie: "semaphore=abc; Path=/; HttpOnly",
+      responseBody: ""
+    }
+    assert.deepStrictEqual(checkExchange(login), [])
+    assert.deepStrictEqual(checkExchange({ ...login, body: JSON.stringify({ username: "hestia", password: "x" }) }), [
+      "POST /api/auth/login: login / must have required property 'auth'"
+    ])
+    assert.deepStrictEqual(checkExchange({ ...login, responseSetCookie: undefined }), [
+      "POST /api/auth/login: a login without a `semaphore` session cookie (Set-Cookie: undefined)"
+    ])
+    assert.deepStrictEqual(checkExchange({ ...login, authorization: `Bearer ${TOKEN}` }), [
+      "POST /api/auth/login: a token sent where none is asked for"
+    ])
   })
 })
 
@@ -250,7 +361,7 @@ describe("client requests and double answers conform to the spec", () => {
       assert.isTrue(Exit.isSuccess(yield* runClient(double, "stop")))
       const timedOut = yield* runClient(double, "start", { semaphore_task_timeout: 0.2 })
       assert.isTrue(Exit.isFailure(timedOut))
-      assert.isTrue(Exit.isFailure(yield* runClient(double, "start", {}, "wrong-token")))
+      assert.isTrue(Exit.isFailure(yield* runClient(double, "start", {}, { token: "wrong-token" })))
 
       const seen = new Set(double.requests.map((r) => `${r.method} ${r.path.replace(/\d+/g, "N")} ${r.status}`))
       // The run covered every route the client uses, and the 401 departure.
@@ -262,7 +373,7 @@ describe("client requests and double answers conform to the spec", () => {
       ]) {
         assert.isTrue(seen.has(expected), `no ${expected} in ${[...seen].join(", ")}`)
       }
-      const problems = double.requests.flatMap((r) => checkExchange(r, TOKEN))
+      const problems = double.requests.flatMap((r) => checkExchange(r))
       assert.deepStrictEqual(problems, [])
     }).pipe(Effect.scoped)
   )
@@ -300,10 +411,76 @@ describe("client requests and double answers conform to the spec", () => {
       const wrongToken = yield* raw(double, "GET", "/api/project/1/tasks/1", undefined, "nope")
       assert.deepStrictEqual(wrongToken, { status: 401, body: "" })
 
-      // Each answer is either the spec's or a listed departure.
-      const answers = double.requests.map((r) => ({ ...r, authorization: undefined }))
+      // The login, as the live server does it (api/login.go): a body that does not decode is an empty 400; an
+      // unknown user or a wrong password an empty 401; a match 204 with the `semaphore` session cookie.
+      const login = (body: string) => raw(double, "POST", "/api/auth/login", body, null)
+      assert.deepStrictEqual(yield* login("not json"), { status: 400, body: "" })
+      assert.deepStrictEqual(yield* login(JSON.stringify({ auth: "hestia", password: "wrong" })), {
+        status: 401,
+        body: ""
+      })
+      assert.deepStrictEqual((yield* login(JSON.stringify({ password: "test-password" }))).status, 401)
+      // The user name is matched case-insensitively.
+      const ok = yield* login(JSON.stringify({ auth: "HESTIA", password: "test-password" }))
+      assert.strictEqual(ok.status, 204)
+      assert.match(ok.setCookie!, /^semaphore=[^;]+; Path=\/; HttpOnly$/)
+      const session = ok.setCookie!.split(";")[0]!
+      assert.strictEqual((yield* raw(double, "GET", "/api/project/1/tasks/1", undefined, null, session)).status, 200)
+      // A Bearer header decides alone, even next to a good cookie.
+      assert.strictEqual((yield* raw(double, "GET", "/api/project/1/tasks/1", undefined, "nope", session)).status, 401)
+      double.expireSessions()
+      const expired = yield* raw(double, "GET", "/api/project/1/tasks/1", undefined, null, session)
+      assert.deepStrictEqual(expired, { status: 401, body: "" })
+      assert.strictEqual(
+        (yield* raw(double, "GET", "/api/project/1/tasks/1", undefined, null, "semaphore=forged")).status,
+        401
+      )
+
+      // Each answer is either the spec's or a listed departure (these requests are not the client's).
       assert.deepStrictEqual(
-        answers.flatMap((r) => checkExchange(r, TOKEN)),
+        double.requests.flatMap((r) => checkExchange(r, { fromClient: false })),
+        []
+      )
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("password login: login, session cookie, re-login after the session expires, wrong password", () =>
+    Effect.gen(function* () {
+      const double = yield* serveDouble({
+        token: TOKEN,
+        user: USER,
+        templates: [1, 2],
+        // The first start task runs long enough for the session to expire under it.
+        script: (task) => (task.ordinal === 1 && task.action === "start" ? plans.hold() : plans.success(1)),
+        onStatus: (task) => {
+          if (task.ordinal === 1 && task.action === "start" && task.status === "running") {
+            double.expireSessions()
+            double.release(task.id)
+          }
+        }
+      })
+      const asUser = { login: USER }
+      assert.isTrue(Exit.isSuccess(yield* runClient(double, "start", {}, asUser)))
+      assert.isTrue(Exit.isSuccess(yield* runClient(double, "stop", {}, asUser)))
+      const wrong = yield* runClient(double, "start", {}, { login: { ...USER, password: "nope" } })
+      assert.isTrue(Exit.isFailure(wrong))
+      assert.include(String(wrong), "SemaphoreAuthFailed")
+
+      const lines = double.requests.map((r) => `${r.method} ${r.path.replace(/\d+/g, "N")} ${r.status}`)
+      // One login per gateway client, one more after the 401, and the wrong password's refused one.
+      assert.deepStrictEqual(
+        lines.filter((line) => line.includes("/auth/login")),
+        ["POST /api/auth/login 204", "POST /api/auth/login 204", "POST /api/auth/login 204", "POST /api/auth/login 401"]
+      )
+      assert.include(lines, "GET /api/project/N/tasks/N 401")
+      const afterRefusal = lines.indexOf("GET /api/project/N/tasks/N 401")
+      assert.deepStrictEqual(lines.slice(afterRefusal + 1, afterRefusal + 3), [
+        "POST /api/auth/login 204",
+        "GET /api/project/N/tasks/N 200"
+      ])
+      assert.isTrue(double.requests.every((r) => r.authorization === undefined))
+      assert.deepStrictEqual(
+        double.requests.flatMap((r) => checkExchange(r)),
         []
       )
     }).pipe(Effect.scoped)
@@ -331,7 +508,7 @@ describe("client requests and double answers conform to the spec", () => {
       const polled = yield* raw(double, "GET", "/api/project/1/tasks/2")
       assert.strictEqual(JSON.parse(polled.body).status, "starting")
       assert.deepStrictEqual(
-        double.requests.flatMap((r) => checkExchange(r, TOKEN)),
+        double.requests.flatMap((r) => checkExchange(r)),
         []
       )
     }).pipe(Effect.scoped)
