@@ -101,6 +101,9 @@ export const ConfigFile = Schema.Struct({
     })
   ),
   database: Schema.optional(Schema.NonEmptyString),
+  max_dispatch_body_bytes: Schema.optional(
+    Schema.Int.pipe(Schema.positive({ message: () => "expected a number of bytes > 0" }))
+  ),
   log_level: Schema.optional(LogLevelName),
   auth: Schema.optional(
     Schema.NullOr(
@@ -183,6 +186,8 @@ export interface Settings {
   readonly host: string
   readonly port: number
   readonly database: string
+  /** `POST /v1/requests`: the largest request body read, and the largest upstream answer collected. */
+  readonly maxDispatchBodyBytes: number
   readonly logLevel: LogLevel.LogLevel
   readonly auth: {
     readonly apiKeys: ReadonlyArray<string>
@@ -204,6 +209,7 @@ export const defaults = {
   host: "0.0.0.0",
   port: 8080,
   database: "./data/hestia.db",
+  maxDispatchBodyBytes: 10 * 1024 * 1024,
   warmupMs: 2_000,
   idleTimeoutMs: 300_000,
   queueSize: 100,
@@ -278,6 +284,7 @@ const toSettings = (source: string, file: ConfigFile, databaseDefault: string = 
   host: file.server?.host ?? defaults.host,
   port: file.server?.port ?? defaults.port,
   database: file.database ?? databaseDefault,
+  maxDispatchBodyBytes: file.max_dispatch_body_bytes ?? defaults.maxDispatchBodyBytes,
   logLevel: logLevels[file.log_level ?? "info"],
   auth: {
     apiKeys: file.auth?.api_keys ?? [],
