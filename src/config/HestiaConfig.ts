@@ -21,6 +21,10 @@ const urlLike = (value: string) => {
 const HttpUrl = Schema.String.pipe(Schema.filter(urlLike, { message: () => "expected an http:// or https:// URL" }))
 const Millis = Schema.NonNegativeInt
 const Seconds = Schema.Number.pipe(Schema.positive({ message: () => "expected a number of seconds > 0" }))
+/** Seconds where 0 means "never". */
+const SecondsOrNever = Schema.Number.pipe(
+  Schema.nonNegative({ message: () => "expected a number of seconds >= 0 (0 = never)" })
+)
 const ServiceId = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9][A-Za-z0-9_-]*$/, {
     message: () => "service ids use letters, digits, '-' and '_' only"
@@ -42,6 +46,8 @@ const ServiceFile = Schema.Struct({
   cwd: Schema.optional(Schema.NullOr(Schema.String)),
   env: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   stop_grace_ms: Schema.optional(Millis),
+  max_concurrent_requests: Schema.optional(Schema.NonNegativeInt),
+  body_idle_timeout_seconds: Schema.optional(SecondsOrNever),
   semaphore_enabled: Schema.optional(Schema.Boolean),
   semaphore_machine_id: Schema.optional(Schema.NullOr(Schema.String)),
   semaphore_start_template_id: Schema.optional(Schema.NullOr(Schema.Int)),
@@ -156,6 +162,10 @@ export interface ServiceConfig {
   readonly cwd: string | undefined
   readonly env: Readonly<Record<string, string>>
   readonly stopGraceMs: number
+  /** Requests forwarded to the service at once; 0 = no limit but the connection pool's. */
+  readonly maxConcurrentRequests: number
+  /** An upload that sends nothing for this long is ended with 408; 0 = never. */
+  readonly bodyIdleTimeoutMs: number
   readonly semaphore: SemaphoreServiceSettings
   readonly strategy: string | undefined
 }
@@ -217,6 +227,8 @@ export const defaults = {
   retryCount: 2,
   retryDelayMs: 1_000,
   stopGraceMs: 5_000,
+  maxConcurrentRequests: 0,
+  bodyIdleTimeoutSeconds: 30,
   semaphoreTaskTimeoutSeconds: 300,
   semaphorePollIntervalSeconds: 2
 } as const
@@ -268,6 +280,8 @@ const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
   cwd: file.cwd ?? undefined,
   env: file.env ?? {},
   stopGraceMs: file.stop_grace_ms ?? defaults.stopGraceMs,
+  maxConcurrentRequests: file.max_concurrent_requests ?? defaults.maxConcurrentRequests,
+  bodyIdleTimeoutMs: Math.round((file.body_idle_timeout_seconds ?? defaults.bodyIdleTimeoutSeconds) * 1000),
   semaphore: {
     enabled: file.semaphore_enabled ?? false,
     machineId: file.semaphore_machine_id ?? undefined,
