@@ -48,6 +48,8 @@ const ServiceFile = Schema.Struct({
   stop_grace_ms: Schema.optional(Millis),
   max_concurrent_requests: Schema.optional(Schema.NonNegativeInt),
   body_idle_timeout_seconds: Schema.optional(SecondsOrNever),
+  upstream_timeout_seconds: Schema.optional(Seconds),
+  stream_idle_timeout_seconds: Schema.optional(SecondsOrNever),
   semaphore_enabled: Schema.optional(Schema.Boolean),
   semaphore_machine_id: Schema.optional(Schema.NullOr(Schema.String)),
   semaphore_start_template_id: Schema.optional(Schema.NullOr(Schema.Int)),
@@ -166,6 +168,10 @@ export interface ServiceConfig {
   readonly maxConcurrentRequests: number
   /** An upload that sends nothing for this long is ended with 408; 0 = never. */
   readonly bodyIdleTimeoutMs: number
+  /** From a request sent upstream to the upstream's response headers; then 504 UpstreamTimeout. */
+  readonly upstreamTimeoutMs: number
+  /** A response body silent for this long is cut; 0 = never (streams may be quiet for long). */
+  readonly streamIdleTimeoutMs: number
   readonly semaphore: SemaphoreServiceSettings
   readonly strategy: string | undefined
 }
@@ -229,6 +235,8 @@ export const defaults = {
   stopGraceMs: 5_000,
   maxConcurrentRequests: 0,
   bodyIdleTimeoutSeconds: 30,
+  upstreamTimeoutSeconds: 300,
+  streamIdleTimeoutSeconds: 0,
   semaphoreTaskTimeoutSeconds: 300,
   semaphorePollIntervalSeconds: 2
 } as const
@@ -282,6 +290,8 @@ const toServiceConfig = (id: string, file: ServiceFile): ServiceConfig => ({
   stopGraceMs: file.stop_grace_ms ?? defaults.stopGraceMs,
   maxConcurrentRequests: file.max_concurrent_requests ?? defaults.maxConcurrentRequests,
   bodyIdleTimeoutMs: Math.round((file.body_idle_timeout_seconds ?? defaults.bodyIdleTimeoutSeconds) * 1000),
+  upstreamTimeoutMs: Math.round((file.upstream_timeout_seconds ?? defaults.upstreamTimeoutSeconds) * 1000),
+  streamIdleTimeoutMs: Math.round((file.stream_idle_timeout_seconds ?? defaults.streamIdleTimeoutSeconds) * 1000),
   semaphore: {
     enabled: file.semaphore_enabled ?? false,
     machineId: file.semaphore_machine_id ?? undefined,
