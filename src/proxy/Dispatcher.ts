@@ -19,8 +19,7 @@ import {
   upstreamHeaders,
   upstreamPath
 } from "./ForwardingRules.ts"
-import { CLIENT_CLOSED } from "./ProxyListener.ts"
-import { CLIENT_GONE, type ServiceUpstream, UpstreamExchange, UpstreamPools } from "./UpstreamPools.ts"
+import { CLIENT_CLOSED, CLIENT_GONE, type ServiceUpstream, UpstreamExchange, UpstreamPools } from "./UpstreamPools.ts"
 
 const Method = Schema.Literal("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

@@ -15,15 +15,13 @@ import {
   upstreamPath
 } from "./ForwardingRules.ts"
 import {
+  CLIENT_CLOSED,
   CLIENT_GONE,
   type ServiceUpstream,
   UpstreamExchange,
   UpstreamPools,
   type UpstreamRequest
 } from "./UpstreamPools.ts"
-
-/** The status counted for a client that left before any answer (nginx's convention). */
-export const CLIENT_CLOSED = 499
 
 /** A typed error as the client's answer (or, once the head is out, a cut connection). Every answer has X-Request-ID. */
 export const writeError = (res: ServerResponse, error: GatewayError, requestId: string) => {
@@ -53,12 +51,16 @@ function onResponseClose(this: ServerResponse) {
 function onResponseDrain(this: ServerResponse) {
   ;(this as WithExchange)[EXCHANGE]?.resume()
 }
-function onBodyIdle(this: IncomingMessage) {
-  ;(this as WithExchange)[EXCHANGE]?.bodyIdle()
+// The upload's idle timer is the socket's timeout, listened to on the response: node tells the response even once
+// the request is complete (and a timeout nobody listens to would destroy the socket).
+function onUploadIdle(this: ServerResponse) {
+  const exchange = (this as WithExchange)[EXCHANGE]
+  if (exchange === undefined) return
+  if (exchange.req.complete) exchange.uploadDone()
+  else exchange.bodyIdle()
 }
-function onBodyEnd(this: IncomingMessage) {
-  this.setTimeout(0)
-  this.removeListener("timeout", onBodyIdle)
+function onUploadEnd(this: IncomingMessage) {
+  ;(this as WithExchange)[EXCHANGE]?.uploadDone()
 }
 
 interface ListenerContext {
@@ -98,8 +100,15 @@ class ProxyExchange extends UpstreamExchange {
   override onSent() {
     if (!this.hasBody || this.service.bodyIdleTimeoutMs === 0 || this.req.complete) return
     ;(this.req as WithExchange)[EXCHANGE] = this
-    this.req.setTimeout(this.service.bodyIdleTimeoutMs, onBodyIdle)
-    this.req.once("end", onBodyEnd)
+    this.res.setTimeout(this.service.bodyIdleTimeoutMs, onUploadIdle)
+    this.req.once("end", onUploadEnd)
+  }
+
+  /** The whole upload arrived: its idle timer stops (the socket's timeout is node's again). */
+  uploadDone() {
+    this.res.removeListener("timeout", onUploadIdle)
+    this.req.removeListener("end", onUploadEnd)
+    this.req.socket?.setTimeout(0)
   }
 
   protected onResponseHead(status: number, headers: Array<string>) {
@@ -128,6 +137,7 @@ class ProxyExchange extends UpstreamExchange {
 
   /** An upload that went silent: the upstream request is aborted and the client told (408, connection closed). */
   bodyIdle() {
+    this.uploadDone()
     this.abort(new RequestBodyTimeout({ serviceId: this.service.serviceId, idleMs: this.service.bodyIdleTimeoutMs }))
   }
 

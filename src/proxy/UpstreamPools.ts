@@ -50,6 +50,9 @@ interface OriginPool {
   readonly gate: ConcurrencyGate
 }
 
+/** The status counted for a client that left before any answer (nginx's convention). */
+export const CLIENT_CLOSED = 499
+
 /** How an exchange was ended from our side; the client leaving is not an error anyone is told about. */
 export const CLIENT_GONE = Object.freeze({ _tag: "ClientGone" as const })
 type AbortReason = GatewayError | typeof CLIENT_GONE

@@ -291,6 +291,29 @@ layer(gateway, { excludeTestServices: true, timeout: "60 seconds" })("proxy limi
     })
   )
 
+  it.effect("13: an upload that completes is not cut while the upstream takes longer than the idle limit", () =>
+    Effect.gen(function* () {
+      const { port } = yield* HttpGateway
+      const answer = yield* Effect.promise(
+        () =>
+          new Promise<string>((resolve) => {
+            const socket = Net.connect(port, "127.0.0.1")
+            let text = ""
+            socket.on("data", (data) => {
+              text += data.toString("latin1")
+            })
+            socket.on("close", () => resolve(text))
+            socket.write(
+              "POST /services/upload/slow?ms=1500 HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 20\r\n\r\n0123456789"
+            )
+            setTimeout(() => socket.write("0123456789"), 200)
+          })
+      )
+      assert.match(answer, /^HTTP\/1\.1 200 /)
+      assert.match(answer, /"slow":true/)
+    })
+  )
+
   it.effect("13: over max_concurrent_requests a short queue waits, the next gets 503 ServiceBusy (counted)", () =>
     Effect.gen(function* () {
       const base = yield* gatewayUrl
