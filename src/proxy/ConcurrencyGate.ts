@@ -1,4 +1,4 @@
-import { Effect, Exit } from "effect"
+import { Effect } from "effect"
 
 /**
  * Admission to something that takes at most `limit` requests at once (a service's `max_concurrent_requests`, the
@@ -41,26 +41,37 @@ export class ConcurrencyGate {
   }
 
   /**
-   * A slot, waiting if need be; `onFull(waitedMs)` when the queue is full (at once) or the wait runs out. An
-   * interrupted wait leaves the queue; a slot granted to a wait that then timed out is given back.
+   * A slot, waiting if need be; `onGrant` runs exactly once, synchronously, the moment the slot is this caller's
+   * (inside the `leave` that frees it, so a queued request goes out in the same tick as the one before it ends, not
+   * when its fiber is next scheduled). `onFull(waitedMs)` when the queue is full (at once) or the wait runs out;
+   * an interrupted or timed-out wait leaves the queue and never gets a slot.
    */
-  enter<E>(onFull: (waitedMs: number) => E): Effect.Effect<void, E> {
+  enter<E>(onGrant: () => void, onFull: (waitedMs: number) => E): Effect.Effect<void, E> {
     return Effect.suspend(() => {
-      if (this.tryEnter()) return Effect.void
+      if (this.tryEnter()) {
+        onGrant()
+        return Effect.void
+      }
       if (this.waiting.size >= this.queueCapacity) return Effect.fail(onFull(0))
       let granted = false
-      return Effect.async<void>((resume) => {
+      const wait = Effect.async<void>((resume) => {
         const ticket = () => {
           granted = true
+          onGrant()
           resume(Effect.void)
         }
         this.waiting.add(ticket)
         return Effect.sync(() => {
           this.waiting.delete(ticket)
         })
-      }).pipe(
-        Effect.timeoutFail({ duration: this.maxWaitMs, onTimeout: () => onFull(this.maxWaitMs) }),
-        Effect.onExit((exit) => (Exit.isFailure(exit) && granted ? Effect.sync(() => this.leave()) : Effect.void))
+      })
+      return Effect.flatten(
+        Effect.timeoutTo(wait, {
+          duration: this.maxWaitMs,
+          onSuccess: () => Effect.void,
+          // Granted in the very tick the time ran out: the slot is taken, so this is a success.
+          onTimeout: () => Effect.suspend(() => (granted ? Effect.void : Effect.fail(onFull(this.maxWaitMs))))
+        })
       )
     })
   }

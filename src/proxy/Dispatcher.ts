@@ -226,7 +226,7 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("hestia/Dispatcher"
             ? Effect.void
             : Effect.sync(() => {
                 exchange.abort(CLIENT_GONE)
-                exchange.release()
+                if (!exchange.sent) exchange.release()
               })
         )
       )

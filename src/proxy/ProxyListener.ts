@@ -228,7 +228,8 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
               if (Exit.isSuccess(exit)) return
               const failure = Cause.failureOption(exit.cause)
               if (failure._tag === "Some") exchange.fail(failure.value)
-              exchange.release()
+              // Once sent, undici's callbacks release the exchange (the client leaving aborts it).
+              if (!exchange.sent) exchange.release()
             })
           )
         )

@@ -78,6 +78,8 @@ export abstract class UpstreamExchange {
   serviceGate: ConcurrencyGate | undefined = undefined
   poolGate: ConcurrencyGate | undefined = undefined
   finished = false
+  /** Handed to undici: from now on undici's callbacks end the exchange (and release it). */
+  sent = false
   private abortUpstream: ((reason: Error) => void) | undefined = undefined
   private abortReason: AbortReason | undefined = undefined
   private resumeUpstream: (() => void) | undefined = undefined
@@ -216,6 +218,7 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
     }
 
     const send = (exchange: UpstreamExchange, pool: Pool, request: UpstreamRequest) => {
+      exchange.sent = true
       exchange.onSent()
       try {
         pool.dispatch(
@@ -260,28 +263,35 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
         ])
       )
 
-    /** The slow path: waits (bounded) for the service's turn and a connection, then sends. */
+    /**
+     * The slow path: waits (bounded) for the service's turn and a connection, then sends (inside the `leave` that
+     * frees the connection, see ConcurrencyGate.enter). Once this succeeds the exchange is undici's.
+     */
     const start = (exchange: UpstreamExchange, request: UpstreamRequest) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
-          const serviceId = exchange.service.serviceId
-          const origin = originPool(upstreamBase(exchange.lease!.target).origin)
-          const gate = exchange.service.gate
-          if (gate !== undefined) {
-            yield* restore(gate.enter((waitedMs) => new ServiceBusy({ serviceId, limit: gate.limit, waitedMs }))).pipe(
-              Effect.tapError(() => rejected(serviceId, "service_busy"))
+      Effect.gen(function* () {
+        const serviceId = exchange.service.serviceId
+        const origin = originPool(upstreamBase(exchange.lease!.target).origin)
+        const gate = exchange.service.gate
+        if (gate !== undefined && exchange.serviceGate === undefined) {
+          yield* gate
+            .enter(
+              () => {
+                exchange.serviceGate = gate
+              },
+              (waitedMs) => new ServiceBusy({ serviceId, limit: gate.limit, waitedMs })
             )
-            exchange.serviceGate = gate
-          }
-          yield* restore(
-            origin.gate.enter(
-              (waitedMs) => new UpstreamPoolFull({ serviceId, connections: origin.gate.limit, waitedMs })
-            )
-          ).pipe(Effect.tapError(() => rejected(serviceId, "pool_full")))
-          exchange.poolGate = origin.gate
-          send(exchange, origin.pool, request)
-        })
-      )
+            .pipe(Effect.tapError(() => rejected(serviceId, "service_busy")))
+        }
+        yield* origin.gate
+          .enter(
+            () => {
+              exchange.poolGate = origin.gate
+              send(exchange, origin.pool, request)
+            },
+            (waitedMs) => new UpstreamPoolFull({ serviceId, connections: origin.gate.limit, waitedMs })
+          )
+          .pipe(Effect.tapError(() => rejected(serviceId, "pool_full")))
+      })
 
     return {
       /** The service's upstream settings; undefined for an id that is not configured. */

@@ -4,6 +4,7 @@ import { ConcurrencyGate } from "../../src/proxy/ConcurrencyGate.ts"
 import { jsonDeeperThan } from "../../src/proxy/Dispatcher.ts"
 
 const full = (waitedMs: number) => ({ _tag: "Full" as const, waitedMs })
+const noop = () => {}
 
 /** Lets forked waiters run until `n` of them are queued. */
 const untilQueued = (gate: ConcurrencyGate, n: number) =>
@@ -16,12 +17,15 @@ describe("ConcurrencyGate (TestClock)", () => {
       assert.isTrue(gate.tryEnter())
       assert.isTrue(gate.tryEnter())
       assert.isFalse(gate.tryEnter())
+      const granted: Array<number> = []
       const waiters: Array<Fiber.RuntimeFiber<void, unknown>> = []
       for (const n of [1, 2, 3]) {
-        waiters.push(yield* Effect.fork(gate.enter(full)))
+        waiters.push(yield* Effect.fork(gate.enter(() => granted.push(n), full)))
         yield* untilQueued(gate, n)
       }
       gate.leave()
+      // The slot is handed over inside leave(), before the waiter's fiber runs again.
+      assert.deepStrictEqual(granted, [1])
       yield* Fiber.join(waiters[0]!)
       assert.isNull(waiters[1]!.unsafePoll(), "the second waits until the next slot")
       gate.leave()
@@ -30,8 +34,9 @@ describe("ConcurrencyGate (TestClock)", () => {
       assert.strictEqual(gate.active, 2, "slots pass to waiters without being freed")
       gate.leave()
       yield* Fiber.join(waiters[2]!)
+      assert.deepStrictEqual(granted, [1, 2, 3])
       // While someone waits, tryEnter does not jump the queue.
-      const late = yield* Effect.fork(gate.enter(full))
+      const late = yield* Effect.fork(gate.enter(noop, full))
       yield* untilQueued(gate, 1)
       gate.leave()
       assert.isFalse(gate.tryEnter())
@@ -43,7 +48,7 @@ describe("ConcurrencyGate (TestClock)", () => {
     Effect.gen(function* () {
       const gate = new ConcurrencyGate(1, 5, 1_000)
       assert.isTrue(gate.tryEnter())
-      const waiter = yield* Effect.fork(gate.enter(full))
+      const waiter = yield* Effect.fork(gate.enter(noop, full))
       yield* untilQueued(gate, 1)
       yield* TestClock.adjust(999)
       assert.isNull(waiter.unsafePoll())
@@ -59,9 +64,9 @@ describe("ConcurrencyGate (TestClock)", () => {
     Effect.gen(function* () {
       const gate = new ConcurrencyGate(1, 1, 1_000)
       assert.isTrue(gate.tryEnter())
-      const waiter = yield* Effect.fork(gate.enter(full))
+      const waiter = yield* Effect.fork(gate.enter(noop, full))
       yield* untilQueued(gate, 1)
-      assert.deepStrictEqual(yield* Effect.exit(gate.enter(full)), Exit.fail(full(0)))
+      assert.deepStrictEqual(yield* Effect.exit(gate.enter(noop, full)), Exit.fail(full(0)))
       yield* Fiber.interrupt(waiter)
       assert.strictEqual(gate.queued, 0)
       gate.leave()
