@@ -110,6 +110,8 @@ export const readBoundedBody = (req: IncomingMessage, limit: number) =>
 
 /** The upstream's answer collected into at most `limit` bytes; past it the upstream request is aborted. */
 class CollectingExchange extends UpstreamExchange {
+  // The answer reports the upstream's own headers.
+  protected override readonly setsRequestId = false
   private readonly chunks: Array<Buffer> = []
   private size = 0
   private head: { status: number; headers: Record<string, string | Array<string>> } | undefined = undefined

@@ -215,10 +215,10 @@ export const upstreamHeaders = (
 
 /**
  * Response headers for the client, from undici's raw [name, value, ...] buffers: hop-by-hop and Connection-named
- * ones removed, the upstream's X-Request-ID replaced by `requestId`, everything else (Content-Encoding,
+ * ones removed, the upstream's X-Request-ID replaced by `requestId` (when given), everything else (Content-Encoding,
  * Content-Length, Set-Cookie repeated) passed as sent, in order, names in their original case.
  */
-export const clientHeaders = (raw: ReadonlyArray<Buffer | string>, requestId: string): Array<string> => {
+export const clientHeaders = (raw: ReadonlyArray<Buffer | string>, requestId?: string): Array<string> => {
   let named: ReadonlySet<string> | undefined
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length === 10) {
@@ -234,11 +234,11 @@ export const clientHeaders = (raw: ReadonlyArray<Buffer | string>, requestId: st
     const name = raw[i]!.toString("latin1")
     if (RESPONSE_LENGTHS[name.length] || named !== undefined) {
       const lower = name.toLowerCase()
-      if (HOP_BY_HOP.has(lower) || lower === "x-request-id" || named?.has(lower)) continue
+      if (HOP_BY_HOP.has(lower) || (requestId !== undefined && lower === "x-request-id") || named?.has(lower)) continue
     }
     out.push(name, raw[i + 1]!.toString("latin1"))
   }
-  out.push("x-request-id", requestId)
+  if (requestId !== undefined) out.push("x-request-id", requestId)
   return out
 }
 

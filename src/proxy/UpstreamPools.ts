@@ -89,6 +89,9 @@ export abstract class UpstreamExchange {
     readonly requestId: string
   ) {}
 
+  /** Whether the response head gets this request's X-Request-ID (the proxy) or stays the upstream's (the dispatcher). */
+  protected readonly setsRequestId: boolean = true
+
   /** The response head, hop-by-hop headers removed and X-Request-ID set; false stops the exchange (it was aborted). */
   protected abstract onResponseHead(status: number, headers: Array<string>): boolean
   /** A body chunk; false asks the upstream to wait until `resume()`. */
@@ -130,7 +133,7 @@ export abstract class UpstreamExchange {
 
   onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void) {
     this.resumeUpstream = resume
-    return this.onResponseHead(statusCode, clientHeaders(rawHeaders, this.requestId))
+    return this.onResponseHead(statusCode, clientHeaders(rawHeaders, this.setsRequestId ? this.requestId : undefined))
   }
 
   onData(chunk: Buffer) {

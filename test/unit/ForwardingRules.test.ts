@@ -126,6 +126,8 @@ describe("ForwardingRules headers", () => {
       "x-request-id",
       "r1"
     ])
+    // The dispatcher reports the upstream's own headers: its X-Request-ID stays.
+    assert.deepStrictEqual(clientHeaders(raw.slice(-2)), ["X-Request-ID", "upstream-id"])
   })
 })
 
