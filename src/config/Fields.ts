@@ -23,6 +23,13 @@ export const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "exp
 
 export const Port = Schema.Int.pipe(Schema.between(0, 65535, { message: () => "expected a port 0-65535" }))
 
+/** Seconds (fractions allowed) where 0 means "never", milliseconds in the domain. */
+export const SecondsOrNeverAsMillis = Schema.transform(
+  Schema.Number.pipe(Schema.nonNegative({ message: () => "expected a number of seconds >= 0 (0 = never)" })),
+  Schema.Number,
+  { strict: true, decode: (seconds) => Math.round(seconds * 1000), encode: (ms) => ms / 1000 }
+)
+
 /** A number of seconds in the file (fractions allowed), milliseconds in the domain. */
 export const SecondsAsMillis = Schema.transform(
   Schema.Number.pipe(Schema.positive({ message: () => "expected a number of seconds > 0" })),

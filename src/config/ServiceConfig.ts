@@ -1,6 +1,15 @@
 import { Schema, Struct } from "effect"
 import { ContainerBlock } from "./ContainerConfig.ts"
-import { Flag, fileKeys, HttpUrl, Millis, orUndefined, PositiveInt, SecondsAsMillis } from "./Fields.ts"
+import {
+  Flag,
+  fileKeys,
+  HttpUrl,
+  Millis,
+  orUndefined,
+  PositiveInt,
+  SecondsAsMillis,
+  SecondsOrNeverAsMillis
+} from "./Fields.ts"
 
 // A service is one flat mapping in the file (the first Hestia's keys, plus ours). Each field below is the whole
 // declaration of one key: its domain name, its file key, its check and its default. Adding a key is one line here;
@@ -57,6 +66,22 @@ const serviceFields = {
   cwd: orUndefined(Schema.String),
   env: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { default: () => ({}) }),
   stopGraceMs: Schema.optionalWith(Millis, { default: () => 5_000 }).pipe(Schema.fromKey("stop_grace_ms")),
+  /** Requests forwarded to the service at once; 0 = no limit but the connection pool's. */
+  maxConcurrentRequests: Schema.optionalWith(Schema.NonNegativeInt, { default: () => 0 }).pipe(
+    Schema.fromKey("max_concurrent_requests")
+  ),
+  /** An upload that sends nothing for this long is ended with 408; 0 = never. */
+  bodyIdleTimeoutMs: Schema.optionalWith(SecondsOrNeverAsMillis, { default: () => 30_000 }).pipe(
+    Schema.fromKey("body_idle_timeout_seconds")
+  ),
+  /** From a request sent upstream to the upstream's response headers; then 504 UpstreamTimeout. */
+  upstreamTimeoutMs: Schema.optionalWith(SecondsAsMillis, { default: () => 300_000 }).pipe(
+    Schema.fromKey("upstream_timeout_seconds")
+  ),
+  /** A response body silent for this long is cut; 0 = never (streams may be quiet for long). */
+  streamIdleTimeoutMs: Schema.optionalWith(SecondsOrNeverAsMillis, { default: () => 0 }).pipe(
+    Schema.fromKey("stream_idle_timeout_seconds")
+  ),
   /** A container service: an existing container by name, or one created from `image` (see ContainerConfig). */
   container: orUndefined(ContainerBlock),
   /** No strategies yet: kept as written, with a deprecation warning (see `deprecatedServiceKeys`). */

@@ -76,6 +76,10 @@ const settingsFields = {
   routingRules: Schema.optionalWith(Schema.Array(RoutingRule), { nullable: true, default: () => [] }).pipe(
     Schema.fromKey("routing_rules")
   ),
+  /** `POST /v1/requests`: the largest request body read, and the largest upstream answer collected. */
+  maxDispatchBodyBytes: Schema.optionalWith(PositiveInt, { default: () => 10 * 1024 * 1024 }).pipe(
+    Schema.fromKey("max_dispatch_body_bytes")
+  ),
   /** How long a stopping gateway lets open requests and streams finish. */
   shutdownGraceMs: Schema.optionalWith(Millis, { default: () => 10_000 }).pipe(Schema.fromKey("shutdown_grace_ms"))
 }

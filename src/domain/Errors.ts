@@ -93,10 +93,74 @@ export class UpstreamUnavailable extends Schema.TaggedError<UpstreamUnavailable>
 }
 
 export class UpstreamTimeout extends Schema.TaggedError<UpstreamTimeout>()("UpstreamTimeout", {
-  serviceId: Schema.String
+  serviceId: Schema.String,
+  /** The limit that ran out (`upstream_timeout_seconds`, or `stream_idle_timeout_seconds` for a silent stream). */
+  timeoutMs: Schema.optional(Schema.Number)
 }) {
   override get message() {
-    return `upstream of "${this.serviceId}" did not answer in time`
+    return this.timeoutMs === undefined
+      ? `upstream of "${this.serviceId}" did not answer in time`
+      : `upstream of "${this.serviceId}" did not answer within ${this.timeoutMs} ms`
+  }
+}
+
+/** Every connection of the upstream's pool stayed busy for the whole bounded wait. */
+export class UpstreamPoolFull extends Schema.TaggedError<UpstreamPoolFull>()("UpstreamPoolFull", {
+  serviceId: Schema.String,
+  connections: Schema.Number,
+  waitedMs: Schema.Number
+}) {
+  override get message() {
+    return `all ${this.connections} connections to the upstream of "${this.serviceId}" stayed busy for ${this.waitedMs} ms`
+  }
+}
+
+/** The service's `max_concurrent_requests` were all in progress for the whole bounded wait (or its queue was full). */
+export class ServiceBusy extends Schema.TaggedError<ServiceBusy>()("ServiceBusy", {
+  serviceId: Schema.String,
+  limit: Schema.Number,
+  waitedMs: Schema.Number
+}) {
+  override get message() {
+    return `service "${this.serviceId}" already has its ${this.limit} concurrent requests (max_concurrent_requests)`
+  }
+}
+
+/** A request body that is bigger than the gateway accepts (`max_dispatch_body_bytes` for `POST /v1/requests`). */
+export class RequestBodyTooLarge extends Schema.TaggedError<RequestBodyTooLarge>()("RequestBodyTooLarge", {
+  limitBytes: Schema.Number
+}) {
+  override get message() {
+    return `request body is larger than the limit of ${this.limitBytes} bytes`
+  }
+}
+
+/** An upstream answer to `POST /v1/requests` bigger than `max_dispatch_body_bytes`; the upstream request is aborted. */
+export class UpstreamBodyTooLarge extends Schema.TaggedError<UpstreamBodyTooLarge>()("UpstreamBodyTooLarge", {
+  serviceId: Schema.String,
+  limitBytes: Schema.Number
+}) {
+  override get message() {
+    return `the answer of "${this.serviceId}" is larger than the dispatcher's limit of ${this.limitBytes} bytes`
+  }
+}
+
+/** An upload that sent nothing for `body_idle_timeout_seconds`. */
+export class RequestBodyTimeout extends Schema.TaggedError<RequestBodyTimeout>()("RequestBodyTimeout", {
+  serviceId: Schema.String,
+  idleMs: Schema.Number
+}) {
+  override get message() {
+    return `the request body to "${this.serviceId}" stalled: nothing received for ${this.idleMs} ms`
+  }
+}
+
+/** `GET /v1/events` already has its maximum of open subscribers. */
+export class TooManySubscribers extends Schema.TaggedError<TooManySubscribers>()("TooManySubscribers", {
+  limit: Schema.Number
+}) {
+  override get message() {
+    return `the event stream already has its ${this.limit} subscribers`
   }
 }
 

@@ -2,10 +2,16 @@ import type {
   BadRequest,
   QueueFull,
   QueueTimeout,
+  RequestBodyTimeout,
+  RequestBodyTooLarge,
+  ServiceBusy,
   StartupFailed,
   TooManyFollowers,
+  TooManySubscribers,
   Unauthorized,
   UnknownService,
+  UpstreamBodyTooLarge,
+  UpstreamPoolFull,
   UpstreamTimeout,
   UpstreamUnavailable
 } from "./Errors.ts"
@@ -19,6 +25,12 @@ export type GatewayError =
   | StartupFailed
   | UpstreamUnavailable
   | UpstreamTimeout
+  | UpstreamPoolFull
+  | ServiceBusy
+  | RequestBodyTooLarge
+  | UpstreamBodyTooLarge
+  | RequestBodyTimeout
+  | TooManySubscribers
   | BadRequest
   | TooManyFollowers
 
@@ -30,6 +42,8 @@ export interface ErrorResponse {
 
 /** Seconds a client is told to wait before retrying a service that is busy starting or failed to start. */
 const RETRY_AFTER_SECONDS = "5"
+/** For a service that is busy rather than starting: a slot frees as soon as one request ends. */
+const BUSY_RETRY_AFTER_SECONDS = "1"
 
 /** The one place where typed errors become HTTP status, headers and JSON body. */
 export const toErrorResponse = (error: GatewayError): ErrorResponse => {
@@ -67,7 +81,40 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
     case "UpstreamUnavailable":
       return { status: 502, headers: {}, body: { ...body, serviceId: error.serviceId } }
     case "UpstreamTimeout":
-      return { status: 504, headers: {}, body: { ...body, serviceId: error.serviceId } }
+      return {
+        status: 504,
+        headers: {},
+        body: {
+          ...body,
+          serviceId: error.serviceId,
+          ...(error.timeoutMs === undefined ? {} : { timeoutMs: error.timeoutMs })
+        }
+      }
+    case "UpstreamPoolFull":
+      return {
+        status: 503,
+        headers: { "retry-after": BUSY_RETRY_AFTER_SECONDS },
+        body: { ...body, serviceId: error.serviceId, connections: error.connections, waitedMs: error.waitedMs }
+      }
+    case "ServiceBusy":
+      return {
+        status: 503,
+        headers: { "retry-after": BUSY_RETRY_AFTER_SECONDS },
+        body: { ...body, serviceId: error.serviceId, limit: error.limit, waitedMs: error.waitedMs }
+      }
+    // The rest of the body is not read: the connection cannot be reused.
+    case "RequestBodyTooLarge":
+      return { status: 413, headers: { connection: "close" }, body: { ...body, limitBytes: error.limitBytes } }
+    case "UpstreamBodyTooLarge":
+      return { status: 502, headers: {}, body: { ...body, serviceId: error.serviceId, limitBytes: error.limitBytes } }
+    case "RequestBodyTimeout":
+      return {
+        status: 408,
+        headers: { connection: "close" },
+        body: { ...body, serviceId: error.serviceId, idleMs: error.idleMs }
+      }
+    case "TooManySubscribers":
+      return { status: 503, headers: { "retry-after": RETRY_AFTER_SECONDS }, body: { ...body, limit: error.limit } }
     case "BadRequest":
       return { status: 400, headers: {}, body }
     case "TooManyFollowers":

@@ -1,27 +1,16 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, ParseResult, Schema } from "effect"
+import { Cause, Effect, ParseResult, Schema } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { BadRequest } from "../domain/Errors.ts"
 import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
-import { ServiceProxy } from "../proxy/ServiceProxy.ts"
+import { Dispatcher } from "../proxy/Dispatcher.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
 import { activity } from "./ActivityRoutes.ts"
 import { AUTH_DISABLED_WARNING, routes as dashboardRoutes } from "./DashboardRoutes.ts"
 import { logs } from "./LogsRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
-
-const Method = Schema.Literal("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-/** `POST /v1/requests`: a body that is a string is sent as is; any other JSON value is sent as JSON. */
-export const DispatchBody = Schema.Struct({
-  serviceId: Schema.NonEmptyString,
-  method: Method,
-  path: Schema.String,
-  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
-  body: Schema.optional(Schema.Unknown)
-})
 
 const ServiceParams = Schema.Struct({ id: Schema.String })
 
@@ -30,53 +19,26 @@ const errorResponse = (error: GatewayError) => {
   return HttpServerResponse.unsafeJson(body, { status, headers })
 }
 
-const badRequest = (reason: string) => errorResponse(new BadRequest({ reason }))
-
-const TEXTUAL = /^(text\/|application\/(json|x-ndjson|xml|javascript|x-www-form-urlencoded)|[^;]*\+(json|xml))/i
-
-/** A collected upstream body as JSON: parsed when JSON, text when textual, base64 otherwise. */
-const bodyOut = (contentType: string | undefined, body: Buffer) => {
-  if (body.length === 0) return { body: null }
-  if (contentType !== undefined && /json/i.test(contentType)) {
-    try {
-      return { body: JSON.parse(body.toString("utf8")) as unknown }
-    } catch {
-      // not JSON after all: fall through to text
+/** A refused control request is logged (with its request id, from the annotation below); denials are Auth's to log. */
+const loggedError = (error: GatewayError) =>
+  Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const response = errorResponse(error)
+    if (error._tag !== "Unauthorized") {
+      yield* Effect.logInfo(`control request refused: ${error.message}`).pipe(
+        Effect.annotateLogs({
+          event: "control_error",
+          error: error._tag,
+          status: response.status,
+          method: request.method,
+          path: request.url.split("?")[0]
+        })
+      )
     }
-  }
-  if (contentType === undefined || TEXTUAL.test(contentType)) return { body: body.toString("utf8") }
-  return { body: body.toString("base64"), bodyEncoding: "base64" }
-}
-
-const dispatch = Effect.gen(function* () {
-  const input = yield* HttpServerRequest.schemaBodyJson(DispatchBody)
-  const proxy = yield* ServiceProxy
-  const headers: Record<string, string> = { ...input.headers }
-  let body: string | undefined
-  if (typeof input.body === "string") body = input.body
-  else if (input.body !== undefined) {
-    body = JSON.stringify(input.body)
-    if (!Object.keys(headers).some((name) => name.toLowerCase() === "content-type")) {
-      headers["content-type"] = "application/json"
-    }
-  }
-  const answer = yield* proxy.dispatch({
-    serviceId: input.serviceId,
-    method: input.method,
-    path: input.path,
-    headers,
-    body
+    return response
   })
-  const contentType = answer.headers["content-type"]
-  return yield* HttpServerResponse.json(
-    {
-      status: answer.status,
-      headers: answer.headers,
-      ...bodyOut(typeof contentType === "string" ? contentType : undefined, answer.body)
-    },
-    { status: answer.status }
-  )
-})
+
+const badRequest = (reason: string) => loggedError(new BadRequest({ reason }))
 
 /** 200 even when degraded (database writes failing): the gateway still serves, a healthcheck must not kill it. */
 const healthz = Effect.gen(function* () {
@@ -105,7 +67,7 @@ const authorize = Effect.gen(function* () {
   if (denied !== undefined) return yield* denied
 })
 
-/** The control routes; `/services/...` is served by the ServiceProxy's listener before it gets here. */
+/** The control routes; `/services/...` is served by the ProxyListener before it gets here. */
 export const routes = HttpRouter.empty.pipe(
   HttpRouter.get("/healthz", healthz),
   HttpRouter.get("/v1/activity", activity),
@@ -146,33 +108,63 @@ export const routes = HttpRouter.empty.pipe(
       return yield* HttpServerResponse.json(yield* registry.status(id), { status: 202 })
     })
   ),
-  HttpRouter.post("/v1/requests", dispatch),
+  HttpRouter.post(
+    "/v1/requests",
+    Effect.flatMap(Dispatcher, (dispatcher) => dispatcher.route)
+  ),
   HttpRouter.concat(observabilityRoutes),
   HttpRouter.concat(dashboardRoutes)
 )
 
-/** Every failure of a control route becomes its typed HTTP answer here, and nowhere else. */
+/**
+ * Every failure of a control route becomes its typed HTTP answer here, and nowhere else; a defect is logged and
+ * answered 500 in JSON. Every log line of a control request carries its X-Request-ID (set by HttpGateway: the
+ * client's own, else a new one).
+ */
 export const httpApp = HttpRouter.toHttpApp(routes).pipe(
   Effect.map((app) =>
     Effect.zipRight(authorize, app).pipe(
       Effect.catchTags({
-        UnknownService: errorResponse,
-        Unauthorized: errorResponse,
-        QueueFull: errorResponse,
-        QueueTimeout: errorResponse,
-        StartupFailed: errorResponse,
-        UpstreamUnavailable: errorResponse,
-        UpstreamTimeout: errorResponse,
-        BadRequest: errorResponse,
-        TooManyFollowers: errorResponse,
+        UnknownService: loggedError,
+        Unauthorized: loggedError,
+        QueueFull: loggedError,
+        QueueTimeout: loggedError,
+        StartupFailed: loggedError,
+        UpstreamUnavailable: loggedError,
+        UpstreamTimeout: loggedError,
+        UpstreamPoolFull: loggedError,
+        ServiceBusy: loggedError,
+        RequestBodyTooLarge: loggedError,
+        UpstreamBodyTooLarge: loggedError,
+        RequestBodyTimeout: loggedError,
+        TooManySubscribers: loggedError,
+        TooManyFollowers: loggedError,
+        BadRequest: loggedError,
         ParseError: (error) => badRequest(ParseResult.TreeFormatter.formatErrorSync(error)),
-        RequestError: (error) => badRequest(`request body: ${error.description ?? error.reason}`),
         RouteNotFound: (error) =>
           HttpServerResponse.unsafeJson(
             { error: "NotFound", message: `no route for ${error.request.method} ${error.request.url}` },
             { status: 404 }
           )
-      })
+      }),
+      Effect.catchAllDefect((defect) =>
+        Effect.logError("control request failed").pipe(
+          Effect.annotateLogs({ event: "control_defect", cause: Cause.pretty(Cause.die(defect)) }),
+          Effect.as(
+            HttpServerResponse.unsafeJson({ error: "InternalError", message: "internal error" }, { status: 500 })
+          )
+        )
+      ),
+      Effect.flatMap((response) =>
+        Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+          const id = request.headers["x-request-id"]
+          return id === undefined ? response : HttpServerResponse.setHeader(response, "x-request-id", id)
+        })
+      ),
+      (handled) =>
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+          Effect.annotateLogs(handled, "requestId", request.headers["x-request-id"])
+        )
     )
   )
 )

@@ -4,31 +4,44 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { BadRequest } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { ServiceLogs } from "../observability/ServiceLogs.ts"
-import { isServicesUrl, ServiceProxy } from "../proxy/ServiceProxy.ts"
+import { Dispatcher } from "../proxy/Dispatcher.ts"
+import { hasDuplicateHost, isServicesUrl, requestIdOf } from "../proxy/ForwardingRules.ts"
+import { ProxyListener, writeError } from "../proxy/ProxyListener.ts"
+import { UpstreamPools } from "../proxy/UpstreamPools.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
 import { DashboardAssets } from "./DashboardRoutes.ts"
 import { httpApp } from "./HttpApp.ts"
+import { EventSubscribers } from "./ObservabilityRoutes.ts"
 
 /**
- * The listening socket. One node:http server: `/services/...` goes to the ServiceProxy's listener (hot services never
- * enter the Effect router), everything else to the Effect HttpApp.
+ * The listening socket. One node:http server: `/services/...` goes to the ProxyListener (hot services never enter
+ * the Effect router), everything else to the Effect HttpApp, with its X-Request-ID (the client's, else a new one)
+ * set before it gets there. A request with two Host headers is refused for both (RFC 9112 §3.2).
  */
 export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGateway", {
   scoped: Effect.gen(function* () {
     const config = yield* HestiaConfig
-    const proxy = yield* ServiceProxy
+    const proxy = yield* ProxyListener
     const app = yield* httpApp
     const control = yield* NodeHttpServer.makeHandler(app)
 
     const server = Http.createServer((req, res) => {
-      if (isServicesUrl(req.url ?? "/")) proxy.handle(req, res)
-      else control(req, res)
+      if (hasDuplicateHost(req.rawHeaders)) {
+        res.shouldKeepAlive = false
+        return writeError(res, new BadRequest({ reason: "more than one Host header" }), requestIdOf(req.headers))
+      }
+      if (isServicesUrl(req.url ?? "/")) return proxy.handle(req, res)
+      const requestId = requestIdOf(req.headers)
+      req.headers["x-request-id"] = requestId
+      res.setHeader("x-request-id", requestId)
+      control(req, res)
     })
     // Uploads and streams may take long; the proxy's own timeouts govern upstream waits.
     server.requestTimeout = 0
@@ -51,7 +64,10 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     return { host: address.address, port: address.port, url: `http://127.0.0.1:${address.port}` }
   }),
   dependencies: [
-    ServiceProxy.Default,
+    ProxyListener.Default,
+    EventSubscribers.Default,
+    Dispatcher.Default,
+    UpstreamPools.Default,
     ServiceRegistry.Default,
     Auth.Default,
     ActivityLog.Default,

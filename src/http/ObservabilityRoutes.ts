@@ -1,7 +1,7 @@
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Clock, type Duration, Effect, Queue, Ref, Schedule, Schema, Stream } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
-import { UnknownService } from "../domain/Errors.ts"
+import { TooManySubscribers, UnknownService } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../registry/LifecycleEvents.ts"
@@ -76,6 +76,29 @@ export const eventStream = (
     })
   )
 
+/** Open `/v1/events` streams at most; each holds a buffer and a fiber (about 175 KiB), so their number is bounded. */
+export const MAX_EVENT_SUBSCRIBERS = 256
+
+/** The count of open `/v1/events` streams, per gateway. */
+export class EventSubscribers extends Effect.Service<EventSubscribers>()("hestia/EventSubscribers", {
+  sync: () => {
+    let open = 0
+    return {
+      /** Takes a place (released when the scope closes), or TooManySubscribers when all are taken. */
+      admit: Effect.suspend(() => {
+        if (open >= MAX_EVENT_SUBSCRIBERS) return Effect.fail(new TooManySubscribers({ limit: MAX_EVENT_SUBSCRIBERS }))
+        open++
+        return Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            open--
+          })
+        )
+      }),
+      open: () => open
+    }
+  }
+}) {}
+
 // ---------------------------------------------------------------------------
 // Routes
 // ---------------------------------------------------------------------------
@@ -127,6 +150,8 @@ export const routes = HttpRouter.empty.pipe(
   HttpRouter.get(
     "/v1/events",
     Effect.gen(function* () {
+      // The request's scope closes once the stream has ended (or the client left): the place is given back then.
+      yield* Effect.flatMap(EventSubscribers, (subscribers) => subscribers.admit)
       const context = yield* Effect.context<LifecycleEvents | ServiceRegistry>()
       return HttpServerResponse.stream(eventStream().pipe(Stream.encodeText, Stream.provideContext(context)), {
         contentType: "text/event-stream",

@@ -1,0 +1,307 @@
+import type { IncomingMessage } from "node:http"
+import { Effect, FiberSet, Metric, MetricLabel } from "effect"
+import { Pool } from "undici"
+import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { ServiceBusy, UpstreamPoolFull, UpstreamTimeout, UpstreamUnavailable } from "../domain/Errors.ts"
+import type { GatewayError } from "../domain/HttpErrors.ts"
+import type { Target } from "../domain/Placement.ts"
+import type { Lease } from "../registry/ServiceRegistry.ts"
+import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
+import { ConcurrencyGate } from "./ConcurrencyGate.ts"
+import { clientHeaders, upstreamBase } from "./ForwardingRules.ts"
+
+/** Connections per upstream origin (undici keep-alive pool). */
+export const POOL_CONNECTIONS = 256
+/** A request that finds every connection of its origin busy waits this long for one, then gets 503 UpstreamPoolFull. */
+export const POOL_WAIT_MS = 5_000
+/** At most this many requests wait for a connection of one origin; more are refused at once. */
+export const POOL_QUEUE = 1024
+/** Over `max_concurrent_requests`, as many requests again may wait this long for a turn, then 503 ServiceBusy. */
+export const SERVICE_WAIT_MS = 5_000
+
+export const upstreamRejections = Metric.counter("hestia_upstream_rejections_total", {
+  description:
+    "Requests refused before reaching the upstream, by service and reason (pool_full: every connection busy; service_busy: max_concurrent_requests)."
+})
+
+/** One request as it is sent upstream; the origin is the pool's. */
+export interface UpstreamRequest {
+  readonly method: string
+  readonly path: string
+  /** Flat [name, value, ...]. */
+  readonly headers: Array<string>
+  readonly body: IncomingMessage | string | null
+}
+
+/** What the exchange needs of a service, computed once. */
+export interface ServiceUpstream {
+  readonly serviceId: string
+  /** `max_concurrent_requests`; undefined when there is no limit. */
+  readonly gate: ConcurrencyGate | undefined
+  readonly headersTimeout: number
+  readonly bodyTimeout: number
+  readonly bodyIdleTimeoutMs: number
+  /** The hot upstream refused a connection: it is gone (a supervised fork into the registry). */
+  readonly reportRefused: (target: Target) => void
+}
+
+interface OriginPool {
+  readonly pool: Pool
+  readonly gate: ConcurrencyGate
+}
+
+/** The status counted for a client that left before any answer (nginx's convention). */
+export const CLIENT_CLOSED = 499
+
+/** How an exchange was ended from our side; the client leaving is not an error anyone is told about. */
+export const CLIENT_GONE = Object.freeze({ _tag: "ClientGone" as const })
+type AbortReason = GatewayError | typeof CLIENT_GONE
+
+const isAbortReason = (error: unknown): error is AbortReason =>
+  typeof error === "object" && error !== null && typeof (error as { _tag?: unknown })._tag === "string"
+
+// A DOMException (an AbortError) has a numeric code; only undici's string codes mean anything here.
+const errorCode = (error: unknown) => {
+  const code = (error as { code?: unknown }).code
+  return typeof code === "string" ? code : undefined
+}
+
+/**
+ * One upstream exchange, in one object per request: undici's dispatch handler (no AbortController, no stream
+ * plumbing, no closures), the typed error for whatever goes wrong, and the bookkeeping (lease, gates) released once
+ * when it ends. Subclasses say where the answer goes: the client's response (the proxy) or a bounded buffer (the
+ * dispatcher).
+ */
+export abstract class UpstreamExchange {
+  lease: Lease | undefined = undefined
+  /** The gates this exchange holds a slot of, left when it ends. */
+  serviceGate: ConcurrencyGate | undefined = undefined
+  poolGate: ConcurrencyGate | undefined = undefined
+  finished = false
+  /** Handed to undici: from now on undici's callbacks end the exchange (and release it). */
+  sent = false
+  private abortUpstream: ((reason: Error) => void) | undefined = undefined
+  private abortReason: AbortReason | undefined = undefined
+  private resumeUpstream: (() => void) | undefined = undefined
+
+  constructor(
+    readonly service: ServiceUpstream,
+    readonly requestId: string
+  ) {}
+
+  /** Whether the response head gets this request's X-Request-ID (the proxy) or stays the upstream's (the dispatcher). */
+  protected readonly setsRequestId: boolean = true
+
+  /** The response head, hop-by-hop headers removed and X-Request-ID set; false stops the exchange (it was aborted). */
+  protected abstract onResponseHead(status: number, headers: Array<string>): boolean
+  /** A body chunk; false asks the upstream to wait until `resume()`. */
+  protected abstract onResponseData(chunk: Buffer): boolean
+  protected abstract onResponseEnd(): void
+  /** The exchange failed (never called when the client left). */
+  protected abstract onFailure(error: GatewayError): void
+  /** The request is being handed to undici (its body starts to be read). */
+  onSent(): void {}
+
+  /** Ends the exchange from our side; `reason` reaches `onFailure` unless it is CLIENT_GONE. */
+  abort(reason: AbortReason) {
+    if (this.finished || this.abortReason !== undefined) return
+    this.abortReason = reason
+    // Not connected yet: undici hands over its abort function in onConnect, which uses the reason then.
+    this.abortUpstream?.(reason as unknown as Error)
+  }
+
+  /** Lets a paused upstream body flow again (the client drained). */
+  resume() {
+    this.resumeUpstream?.()
+  }
+
+  /** Releases what the exchange holds, once; also for an exchange that never reached the upstream. */
+  release() {
+    if (this.finished) return
+    this.finished = true
+    this.lease?.release()
+    this.serviceGate?.leave()
+    this.poolGate?.leave()
+  }
+
+  // --- undici's dispatch handler -------------------------------------------------------------------------------
+
+  onConnect(abort: (reason: Error) => void) {
+    if (this.abortReason !== undefined) abort(this.abortReason as unknown as Error)
+    else this.abortUpstream = abort
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void) {
+    this.resumeUpstream = resume
+    return this.onResponseHead(statusCode, clientHeaders(rawHeaders, this.setsRequestId ? this.requestId : undefined))
+  }
+
+  onData(chunk: Buffer) {
+    return this.onResponseData(chunk)
+  }
+
+  onComplete() {
+    this.onResponseEnd()
+    this.release()
+  }
+
+  onError(error: Error) {
+    if (this.finished) return
+    const failure = this.classify(error)
+    if (failure !== undefined) this.onFailure(failure)
+    this.release()
+  }
+
+  private classify(error: unknown): GatewayError | undefined {
+    const reason = this.abortReason
+    if (reason !== undefined) return reason._tag === "ClientGone" ? undefined : reason
+    if (isAbortReason(error)) return error._tag === "ClientGone" ? undefined : error
+    const serviceId = this.service.serviceId
+    switch (errorCode(error)) {
+      case "ECONNREFUSED":
+        if (this.lease !== undefined) this.service.reportRefused(this.lease.target)
+        return new UpstreamUnavailable({ serviceId, reason: "connection refused" })
+      case "UND_ERR_HEADERS_TIMEOUT":
+        return new UpstreamTimeout({ serviceId, timeoutMs: this.service.headersTimeout })
+      case "UND_ERR_BODY_TIMEOUT":
+        return new UpstreamTimeout({ serviceId, timeoutMs: this.service.bodyTimeout })
+      case "UND_ERR_CONNECT_TIMEOUT":
+        return new UpstreamTimeout({ serviceId })
+      case "UND_ERR_ABORTED":
+        return undefined
+      default:
+        return new UpstreamUnavailable({
+          serviceId,
+          reason: errorCode(error) ?? (error instanceof Error ? error.message : String(error))
+        })
+    }
+  }
+}
+
+/**
+ * The upstream connection pools (one undici keep-alive Pool per origin, bounded by its gate) and the one way to send
+ * an exchange through them, shared by the proxy's listener and the dispatcher.
+ */
+export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/UpstreamPools", {
+  scoped: Effect.gen(function* () {
+    const config = yield* HestiaConfig
+    const registry = yield* ServiceRegistry
+    const runFork = yield* FiberSet.makeRuntime<never>()
+
+    const pools = new Map<string, OriginPool>()
+    const originPool = (origin: string) => {
+      let entry = pools.get(origin)
+      if (entry === undefined) {
+        // Timeouts are per request (the service's settings); these are only undici's defaults.
+        const pool = new Pool(origin, { connections: POOL_CONNECTIONS, keepAliveTimeout: 30_000, bodyTimeout: 0 })
+        entry = { pool, gate: new ConcurrencyGate(POOL_CONNECTIONS, POOL_QUEUE, POOL_WAIT_MS) }
+        pools.set(origin, entry)
+      }
+      return entry
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => Promise.allSettled(Array.from(pools.values(), ({ pool }) => pool.destroy())))
+    )
+
+    const services = new Map<string, ServiceUpstream>()
+    for (const service of config.services.values()) {
+      services.set(service.id, {
+        serviceId: service.id,
+        gate:
+          service.maxConcurrentRequests > 0
+            ? new ConcurrencyGate(service.maxConcurrentRequests, service.maxConcurrentRequests, SERVICE_WAIT_MS)
+            : undefined,
+        headersTimeout: service.upstreamTimeoutMs,
+        bodyTimeout: service.streamIdleTimeoutMs,
+        bodyIdleTimeoutMs: service.bodyIdleTimeoutMs,
+        reportRefused: (target) => {
+          runFork(registry.reportUnavailable(service.id, target, "connection refused"))
+        }
+      })
+    }
+
+    const send = (exchange: UpstreamExchange, pool: Pool, request: UpstreamRequest) => {
+      exchange.sent = true
+      exchange.onSent()
+      try {
+        pool.dispatch(
+          {
+            method: request.method as "GET",
+            path: request.path,
+            headers: request.headers,
+            body: request.body,
+            headersTimeout: exchange.service.headersTimeout,
+            bodyTimeout: exchange.service.bodyTimeout
+          },
+          exchange as never
+        )
+      } catch (error) {
+        exchange.onError(error as Error)
+      }
+    }
+
+    /**
+     * The hot path: sends at once when the service and the origin both have room, without a fiber; false when one is
+     * full (nothing is held then: the caller waits with `start`).
+     */
+    const tryStart = (exchange: UpstreamExchange, request: UpstreamRequest): boolean => {
+      const origin = originPool(upstreamBase(exchange.lease!.target).origin)
+      const gate = exchange.service.gate
+      if (gate !== undefined && !gate.tryEnter()) return false
+      if (!origin.gate.tryEnter()) {
+        gate?.leave()
+        return false
+      }
+      exchange.serviceGate = gate
+      exchange.poolGate = origin.gate
+      send(exchange, origin.pool, request)
+      return true
+    }
+
+    const rejected = (serviceId: string, reason: string) =>
+      Metric.increment(
+        Metric.taggedWithLabels(upstreamRejections, [
+          MetricLabel.make("service", serviceId),
+          MetricLabel.make("reason", reason)
+        ])
+      )
+
+    /**
+     * The slow path: waits (bounded) for the service's turn and a connection, then sends (inside the `leave` that
+     * frees the connection, see ConcurrencyGate.enter). Once this succeeds the exchange is undici's.
+     */
+    const start = (exchange: UpstreamExchange, request: UpstreamRequest) =>
+      Effect.gen(function* () {
+        const serviceId = exchange.service.serviceId
+        const origin = originPool(upstreamBase(exchange.lease!.target).origin)
+        const gate = exchange.service.gate
+        if (gate !== undefined && exchange.serviceGate === undefined) {
+          yield* gate
+            .enter(
+              () => {
+                exchange.serviceGate = gate
+              },
+              (waitedMs) => new ServiceBusy({ serviceId, limit: gate.limit, waitedMs })
+            )
+            .pipe(Effect.tapError(() => rejected(serviceId, "service_busy")))
+        }
+        yield* origin.gate
+          .enter(
+            () => {
+              exchange.poolGate = origin.gate
+              send(exchange, origin.pool, request)
+            },
+            (waitedMs) => new UpstreamPoolFull({ serviceId, connections: origin.gate.limit, waitedMs })
+          )
+          .pipe(Effect.tapError(() => rejected(serviceId, "pool_full")))
+      })
+
+    return {
+      /** The service's upstream settings; undefined for an id that is not configured. */
+      service: (serviceId: string) => services.get(serviceId),
+      tryStart,
+      start
+    }
+  }),
+  dependencies: [ServiceRegistry.Default]
+}) {}
