@@ -12,6 +12,14 @@ export class UnknownService extends Schema.TaggedError<UnknownService>()("Unknow
   }
 }
 
+export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGroup", {
+  group: Schema.String
+}) {
+  override get message() {
+    return `unknown group "${this.group}"`
+  }
+}
+
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
   reason: Schema.String,
   /** The scheme the client is asked for: API key as Bearer (default), or Basic for the dashboard. */

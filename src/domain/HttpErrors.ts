@@ -9,6 +9,7 @@ import type {
   TooManyFollowers,
   TooManySubscribers,
   Unauthorized,
+  UnknownGroup,
   UnknownService,
   UpstreamBodyTooLarge,
   UpstreamPoolFull,
@@ -19,6 +20,7 @@ import type {
 /** Every error that may become an HTTP answer. */
 export type GatewayError =
   | UnknownService
+  | UnknownGroup
   | Unauthorized
   | QueueFull
   | QueueTimeout
@@ -51,6 +53,8 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
   switch (error._tag) {
     case "UnknownService":
       return { status: 404, headers: {}, body: { ...body, serviceId: error.serviceId } }
+    case "UnknownGroup":
+      return { status: 404, headers: {}, body: { ...body, group: error.group } }
     case "Unauthorized":
       return { status: 401, headers: { "www-authenticate": `${error.challenge ?? "Bearer"} realm="hestia"` }, body }
     case "QueueFull":

@@ -13,6 +13,12 @@ import { logs } from "./LogsRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
 const ServiceParams = Schema.Struct({ id: Schema.String })
+const GroupParams = Schema.Struct({ name: Schema.String })
+const StartParams = Schema.Struct({
+  wait: Schema.optional(
+    Schema.Literal("true", "false", "1", "0").annotations({ message: () => "wait must be true or false" })
+  )
+})
 
 const errorResponse = (error: GatewayError) => {
   const { status, headers, body } = toErrorResponse(error)
@@ -90,12 +96,17 @@ export const routes = HttpRouter.empty.pipe(
     "/v1/services/:id/start",
     Effect.gen(function* () {
       const { id } = yield* HttpRouter.schemaPathParams(ServiceParams)
+      const { wait } = yield* HttpServerRequest.schemaSearchParams(StartParams)
       const registry = yield* ServiceRegistry
-      const before = yield* registry.start(id)
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const before = yield* registry.start(id, request.headers["x-request-id"])
+      // ?wait=true: answered once hot (200), or with the start's typed error.
+      if (wait === "true" || wait === "1") yield* registry.awaitHot(id)
       const status = yield* registry.status(id)
+      const answeredHot = before === "hot" || status.state === "hot"
       return yield* HttpServerResponse.json(
         { ...status, started: before !== "hot" },
-        { status: before === "hot" ? 200 : 202 }
+        { status: answeredHot && (before === "hot" || wait !== undefined) ? 200 : 202 }
       )
     })
   ),
@@ -106,6 +117,16 @@ export const routes = HttpRouter.empty.pipe(
       const registry = yield* ServiceRegistry
       yield* registry.stop(id)
       return yield* HttpServerResponse.json(yield* registry.status(id), { status: 202 })
+    })
+  ),
+  HttpRouter.post(
+    "/v1/groups/:name/stop",
+    Effect.gen(function* () {
+      const { name } = yield* HttpRouter.schemaPathParams(GroupParams)
+      const registry = yield* ServiceRegistry
+      const stopped = yield* registry.stopGroup(name)
+      const services = yield* Effect.forEach(stopped, ({ serviceId }) => registry.status(serviceId))
+      return yield* HttpServerResponse.json({ group: name, services }, { status: 202 })
     })
   ),
   HttpRouter.post(
@@ -126,6 +147,7 @@ export const httpApp = HttpRouter.toHttpApp(routes).pipe(
     Effect.zipRight(authorize, app).pipe(
       Effect.catchTags({
         UnknownService: loggedError,
+        UnknownGroup: loggedError,
         Unauthorized: loggedError,
         QueueFull: loggedError,
         QueueTimeout: loggedError,

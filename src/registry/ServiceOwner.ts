@@ -130,8 +130,10 @@ export interface ServiceOwner {
   readonly tryLeaseHot: () => Lease | undefined
   /** A lease on a hot service, starting it (and waiting, within `request_timeout_seconds`) if needed. */
   readonly acquire: (requestId?: string) => Effect.Effect<Lease, QueueFull | QueueTimeout | StartupFailed>
-  /** `POST .../start`; the state it was in. */
-  readonly start: Effect.Effect<ServiceStatus>
+  /** `POST .../start` (the control request's id in its events); the state it was in. */
+  readonly start: (requestId?: string) => Effect.Effect<ServiceStatus>
+  /** Completes when the service is hot (starting it if cold), or fails with the start's typed error. */
+  readonly awaitHot: Effect.Effect<void, StartupFailed>
   /** `POST .../stop` (a start in progress is cancelled); the state it was in. */
   readonly stop: Effect.Effect<ServiceStatus>
   /** The hot upstream refused a connection: it is gone, the next request starts it again. */
@@ -594,14 +596,30 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         })
       })
 
-    const start = locked(
-      Effect.gen(function* () {
-        const before = statusOf(state)
-        if (state._tag === "Cold") yield* beginStart("api")
-        if (state._tag === "Stopping" || state._tag === "Draining") startAfterStop = true
-        return before
-      })
-    )
+    const start = (requestId?: string) =>
+      locked(
+        Effect.gen(function* () {
+          const before = statusOf(state)
+          if (state._tag === "Cold") yield* beginStart("api", requestId)
+          if (state._tag === "Stopping" || state._tag === "Draining") startAfterStop = true
+          return before
+        })
+      )
+
+    /** Follows the state until hot, without holding a lease (a start asked for by the API waits this way). */
+    const awaitHot: Effect.Effect<void, StartupFailed> = Effect.suspend(() => {
+      switch (state._tag) {
+        case "Hot":
+          return Effect.void
+        case "Starting":
+          return Effect.zipRight(Deferred.await(state.ready), awaitHot)
+        case "Draining":
+        case "Stopping":
+          return Effect.zipRight(Deferred.await(state.done), awaitHot)
+        case "Cold":
+          return Effect.zipRight(start(), awaitHot)
+      }
+    })
 
     const stop = locked(
       Effect.gen(function* () {
@@ -741,6 +759,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       tryLeaseHot,
       acquire,
       start,
+      awaitHot,
       stop,
       reportUnavailable,
       restore: restoreFrom,

@@ -1,6 +1,6 @@
 import { Effect, FiberSet } from "effect"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
-import { UnknownService } from "../domain/Errors.ts"
+import { QueueTimeout, UnknownGroup, UnknownService } from "../domain/Errors.ts"
 import { type Target, targetsFor } from "../domain/Placement.ts"
 import { tagError } from "../observability/Telemetry.ts"
 import { ContainerRecords } from "../orchestrators/ContainerRecords.ts"
@@ -66,7 +66,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       )
     }
 
-    const lookup = (serviceId: string) => {
+    const lookup = (serviceId: string): Effect.Effect<ServiceOwner.ServiceOwner, UnknownService> => {
       const owner = owners.get(serviceId)
       return owner === undefined ? Effect.fail(new UnknownService({ serviceId })) : Effect.succeed(owner)
     }
@@ -109,8 +109,33 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const reportUnavailable = (serviceId: string, target: Target, reason: string) =>
       owners.get(serviceId)?.reportUnavailable(target, reason) ?? Effect.void
 
-    const start = Effect.fn("ServiceRegistry.start")(function* (serviceId: string) {
-      return yield* (yield* lookup(serviceId)).start
+    /** `requestId`: the control request's, so the start's events and log lines carry it. */
+    const start = Effect.fn("ServiceRegistry.start")(function* (serviceId: string, requestId?: string) {
+      return yield* (yield* lookup(serviceId)).start(requestId)
+    })
+
+    /** Hot, or the start's typed error; bounded like a request's wait (`request_timeout_seconds`: QueueTimeout). */
+    const awaitHot = Effect.fn("ServiceRegistry.awaitHot")(function* (serviceId: string) {
+      const owner = yield* lookup(serviceId)
+      const waitMs = owner.service.requestTimeoutMs
+      return yield* owner.awaitHot.pipe(
+        Effect.timeoutFail({
+          duration: waitMs,
+          onTimeout: () => new QueueTimeout({ serviceId, waitedMs: waitMs })
+        })
+      )
+    })
+
+    /** `POST /v1/groups/{name}/stop`: every member stopped (a start in progress cancelled); their states before. */
+    const stopGroup = Effect.fn("ServiceRegistry.stopGroup")(function* (name: string) {
+      const group = config.groups.get(name)
+      if (group === undefined) return yield* new UnknownGroup({ group: name })
+      return yield* Effect.forEach(group.members, (member) =>
+        lookup(member).pipe(
+          Effect.flatMap((owner) => owner.stop),
+          Effect.map((before) => ({ serviceId: member, before }))
+        )
+      )
     })
 
     const stop = Effect.fn("ServiceRegistry.stop")(function* (serviceId: string) {
@@ -129,7 +154,9 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
       tryAcquireHot,
       reportUnavailable,
       start,
+      awaitHot,
       stop,
+      stopGroup,
       status,
       list,
       has: (serviceId: string) => owners.has(serviceId)
