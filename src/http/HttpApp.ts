@@ -7,6 +7,7 @@ import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { ServiceProxy } from "../proxy/ServiceProxy.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
+import { Strategies } from "../strategies/Strategies.ts"
 import { activity } from "./ActivityRoutes.ts"
 import { routes as observabilityRoutes } from "./ObservabilityRoutes.ts"
 
@@ -158,6 +159,10 @@ export const routes = HttpRouter.empty.pipe(
     })
   ),
   HttpRouter.post("/v1/requests", dispatch),
+  HttpRouter.get(
+    "/v1/strategies",
+    Effect.flatMap(Strategies, (strategies) => strategies.list()).pipe(Effect.flatMap(HttpServerResponse.json))
+  ),
   HttpRouter.concat(observabilityRoutes)
 )
 

@@ -10,6 +10,7 @@ import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
+import { Strategies } from "../strategies/Strategies.ts"
 import { httpApp } from "./HttpApp.ts"
 
 /**
@@ -54,6 +55,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     ActivityLog.Default,
     StoreHealth.Default,
     Metrics.Default,
-    LifecycleEvents.Default
+    LifecycleEvents.Default,
+    Strategies.Default
   ]
 }) {}
