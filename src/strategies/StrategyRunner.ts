@@ -108,7 +108,7 @@ const eachLine = (stream: NodeJS.ReadableStream, onLine: (line: string) => void)
   })
 }
 
-const make = (options: RunnerOptions) => {
+const make = (options: RunnerOptions, fork: (effect: Effect.Effect<void>) => void) => {
   const workerData: WorkerData = {
     url: options.bundled.url,
     sourceUrl: options.bundled.sourceUrl,
@@ -220,13 +220,8 @@ const make = (options: RunnerOptions) => {
   }).pipe(Effect.onInterrupt(() => Effect.sync(() => (reaping = false))))
 
   const send = (generation: Generation, message: (id: number) => ToWorker, timeoutMs: number) =>
-    Effect.gen(function* () {
-      const deadline = (yield* Clock.currentTimeMillis) + timeoutMs
-      if (!reaping) {
-        reaping = true
-        yield* FiberSet.run(options.fibers, reaper)
-      }
-      return yield* Effect.async<Reply>((resume) => {
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.async<Reply>((resume) => {
         if (generation.exited || generation.stopping) {
           resume(Effect.succeed({ t: "gone", reason: "its worker is stopping" }))
           return
@@ -236,7 +231,12 @@ const make = (options: RunnerOptions) => {
           return
         }
         const id = ++seq
-        generation.pending.set(id, { resolve: (reply) => resume(Effect.succeed(reply)), deadline })
+        generation.pending.set(id, { resolve: (reply) => resume(Effect.succeed(reply)), deadline: now + timeoutMs })
+        // In the same step as the call is registered: the reaper cannot have just decided that nothing waits.
+        if (!reaping) {
+          reaping = true
+          fork(reaper)
+        }
         try {
           generation.worker.postMessage(message(id))
         } catch (error) {
@@ -250,7 +250,7 @@ const make = (options: RunnerOptions) => {
           generation.pending.delete(id)
         })
       })
-    })
+    )
 
   /** The running worker, started (and its module imported) if need be. */
   const acquire = Effect.gen(function* () {
@@ -307,7 +307,7 @@ const make = (options: RunnerOptions) => {
       const answer = yield* send(generation, (id) => ({ t: "call", id, fn, args }), options.timeoutMs)
       switch (answer.t) {
         case "expired":
-          yield* FiberSet.run(options.fibers, checkLiveness(generation))
+          fork(checkLiveness(generation))
           return yield* failed(strategy, "timeout", `no answer within its time limit of ${options.timeoutMs} ms`)
         case "result":
           return answer.value
@@ -345,7 +345,10 @@ const make = (options: RunnerOptions) => {
 /** Start a worker on the bundled module and read what it declares; a module that fails to load is a load failure. */
 export const startRunner = (options: RunnerOptions) =>
   Effect.gen(function* () {
-    const { acquire, runner } = make(options)
+    const fork = yield* FiberSet.runtime(options.fibers)<never>()
+    const { acquire, runner } = make(options, (effect) => {
+      fork(effect)
+    })
     const started = yield* Effect.either(acquire).pipe(Effect.onInterrupt(() => runner.close))
     if (Either.isLeft(started)) {
       yield* runner.close
