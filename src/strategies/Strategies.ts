@@ -176,6 +176,8 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
     let folderError: string | undefined
     /** Whether the folder has existed: one that never did holds no strategies, one that went away keeps them. */
     let folderSeen = false
+    /** Ends the folder's watch (its inotify watch died with the folder); it is set up again once the folder is back. */
+    let endWatch: () => void = () => {}
 
     const failureBudget = makeLogBudget({ perWindow: 1, windowMs: FAILURE_LOG_WINDOW_MS, maxKeys: 256 })
     const outputBudget = makeLogBudget({
@@ -293,6 +295,7 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
             return yield* new ConfigError({ file: dir, path: "", problem: `strategies_dir ${problem.problem}` })
           }
           if (problem.missing && !folderSeen) return false
+          if (problem.missing) endWatch()
           const message = problem.missing
             ? "the folder is gone; the strategies loaded before stay"
             : `${problem.problem}; the strategies loaded before stay`
@@ -536,6 +539,7 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
           Effect.try(() => {
             const watcher = NodeFs.watch(dir, () => Queue.unsafeOffer(changes, undefined))
             watcher.on("error", () => Deferred.unsafeDone(ended, Exit.void))
+            endWatch = () => Deferred.unsafeDone(ended, Exit.void)
             return watcher
           }),
           (watcher) => Effect.sync(() => watcher.close())

@@ -1,3 +1,4 @@
+import { rmSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
@@ -297,6 +298,29 @@ describe("Strategies: reload while running", () => {
         assert.strictEqual(yield* ask("r-alpha"), undefined)
         assert.isAtLeast(logged(lines, "strategy_removed").length, 2)
       }).pipe(Effect.provide(strategiesLayer(strategiesYaml(dir, { svc: "r-alpha" }), lines)))
+    })
+  )
+
+  it.live("the folder removed: its strategies stay, the error is shown; back: it is watched and read again", () =>
+    Effect.gen(function* () {
+      const root = tempDir("hestia-strategies-")
+      const dir = Path.join(root, "s")
+      write(dir, "a.mjs", router("r-folder", "'one'"))
+      yield* Effect.gen(function* () {
+        rmSync(dir, { recursive: true })
+        const gone = yield* listedUntil((view) => view.strategies.some((s) => s.file === dir))
+        assert.match(
+          gone.strategies.find((s) => s.file === dir)!.error!,
+          /the folder is gone; the strategies loaded before stay/
+        )
+        assert.strictEqual(yield* ask("r-folder"), "one")
+        write(dir, "a.mjs", router("r-folder", "'two'"))
+        yield* until(ask("r-folder"), (answer) => answer === "two")
+        assert.isUndefined((yield* listed).strategies.find((s) => s.file === dir))
+        // Watched again: a change is seen without waiting for the poll.
+        write(dir, "a.mjs", router("r-folder", "'three'"))
+        yield* until(ask("r-folder"), (answer) => answer === "three", 60)
+      }).pipe(Effect.provide(strategiesLayer(strategiesYaml(dir))))
     })
   )
 
