@@ -1,3 +1,4 @@
+import * as Path from "node:path"
 import { Worker } from "node:worker_threads"
 import { Clock, Deferred, Duration, Effect, Either, Exit, FiberId, FiberSet } from "effect"
 import { StrategyCallFailed, type StrategyFailureReason, StrategyLoadFailed } from "../domain/Errors.ts"
@@ -112,7 +113,7 @@ const make = (options: RunnerOptions, fork: (effect: Effect.Effect<void>) => voi
   const workerData: WorkerData = {
     url: options.bundled.url,
     sourceUrl: options.bundled.sourceUrl,
-    fileName: options.file.split("/").pop()!,
+    fileName: Path.basename(options.file),
     sourceMap: options.bundled.sourceMap
   }
   let current: Generation | undefined
