@@ -4,7 +4,10 @@
 import { cpSync, rmSync } from "node:fs"
 import { build } from "esbuild"
 
-rmSync("dist", { recursive: true, force: true })
+// `node scripts/build.mjs [outdir]`: tests that run the bundle build their own copy (inside the repository, so that
+// the packages left outside resolve from its node_modules) and never race another test's build of dist/.
+const outdir = process.argv[2] ?? "dist"
+rmSync(outdir, { recursive: true, force: true })
 const common = {
   outExtension: { ".js": ".mjs" },
   bundle: true,
@@ -14,7 +17,8 @@ const common = {
   platform: "node",
   format: "esm",
   target: "node20",
-  external: ["better-sqlite3"],
+  // esbuild bundles strategy plugins at run time (its native binary is found from its own package).
+  external: ["better-sqlite3", "esbuild"],
   // Bundled CommonJS dependencies call require(); ESM has none of its own.
   banner: {
     js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
@@ -23,8 +27,8 @@ const common = {
   logLevel: "warning"
 }
 // The gateway and the keys CLI are built apart, so the gateway's chunks hold only what it runs.
-await build({ ...common, entryPoints: ["src/main.ts"], outdir: "dist" })
-await build({ ...common, entryPoints: ["src/cli/keys.ts"], outdir: "dist/cli" })
+await build({ ...common, entryPoints: ["src/main.ts"], outdir })
+await build({ ...common, entryPoints: ["src/cli/keys.ts"], outdir: `${outdir}/cli` })
 // The dashboard's page, script and style are served as they are (no framework, no build step): they sit next to
 // the chunks, where src/http/DashboardRoutes.ts looks for them (`./dashboard/` from its own module).
-cpSync("src/http/dashboard", "dist/dashboard", { recursive: true })
+cpSync("src/http/dashboard", `${outdir}/dashboard`, { recursive: true })

@@ -55,6 +55,8 @@ const ConfigReport = Layer.effectDiscard(
 const GatewayLive = Layer.mergeAll(HttpGateway.Default, ConfigReport).pipe(
   Layer.provide(OrchestratorByKind.layer),
   Layer.provide(ConfigLive),
+  // The file system of the strategies folder (read, watched).
+  Layer.provide(NodeContext.layer),
   Layer.provide(LoggingLive),
   // Outermost: the tracer it installs (when OTEL_EXPORTER_OTLP_ENDPOINT is set) is inherited by every layer above.
   Layer.provide(Telemetry.layer)

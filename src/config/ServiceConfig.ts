@@ -84,8 +84,8 @@ const serviceFields = {
   ),
   /** A container service: an existing container by name, or one created from `image` (see ContainerConfig). */
   container: orUndefined(ContainerBlock),
-  /** No strategies yet: kept as written, with a deprecation warning (see `deprecatedServiceKeys`). */
-  strategy: orUndefined(Schema.String)
+  /** The name of a strategy plugin from `strategies_dir`; the gateway refuses to start when none has it. */
+  strategy: orUndefined(Schema.NonEmptyString)
 }
 
 /**
@@ -93,14 +93,13 @@ const serviceFields = {
  * with one warning.
  */
 export const deprecatedServiceKeys: Readonly<Record<string, string>> = {
-  strategy: "strategies are not supported yet and the key is ignored; place a service with machines: or routing_rules:",
   instances:
     "several instances behind one service are not supported yet and the key is ignored; declare one service per instance, or list machines: with {host} in base_url",
   routing:
     "routing requests by their content is not supported yet and the key is ignored; declare one service per upstream (e.g. per model)"
 }
 
-/** Accepted (with their warning) and dropped: nothing reads them. `strategy` stays, as written, for the strategies work. */
+/** Accepted (with their warning) and dropped: nothing reads them yet. */
 const droppedFields = { instances: Schema.optional(Schema.Unknown), routing: Schema.optional(Schema.Unknown) }
 const droppedKeys = Object.keys(droppedFields) as Array<keyof typeof droppedFields>
 const semaphoreKeys = Object.keys(SemaphoreServiceSettings.fields) as Array<

@@ -81,7 +81,13 @@ const settingsFields = {
     Schema.fromKey("max_dispatch_body_bytes")
   ),
   /** How long a stopping gateway lets open requests and streams finish. */
-  shutdownGraceMs: Schema.optionalWith(Millis, { default: () => 10_000 }).pipe(Schema.fromKey("shutdown_grace_ms"))
+  shutdownGraceMs: Schema.optionalWith(Millis, { default: () => 10_000 }).pipe(Schema.fromKey("shutdown_grace_ms")),
+  /** The folder of strategy plugins (relative to the working directory); a missing folder holds none. */
+  strategiesDir: Schema.optionalWith(Schema.NonEmptyString, { default: () => "./strategies" }).pipe(
+    Schema.fromKey("strategies_dir")
+  ),
+  /** The time limit of one strategy call; past it, the default rule decides. */
+  strategyTimeoutMs: Schema.optionalWith(PositiveInt, { default: () => 50 }).pipe(Schema.fromKey("strategy_timeout_ms"))
 }
 
 const semaphoreKeys = Object.keys(SemaphoreServerSettings.fields) as Array<keyof typeof SemaphoreServerSettings.fields>

@@ -383,3 +383,31 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
     return `${this.file}: ${this.path === "" ? "" : `${this.path}: `}${this.problem}`
   }
 }
+
+// ---------------------------------------------------------------------------
+// Strategy plugins. A load failure at start becomes a ConfigError (exit 2); on reload it is logged and shown in
+// `GET /v1/strategies`. A failed call never reaches a client: it is logged, counted, and means "no decision".
+// ---------------------------------------------------------------------------
+
+export class StrategyLoadFailed extends Data.TaggedError("StrategyLoadFailed")<{
+  /** The file's path, as `strategies_dir` spells it. */
+  readonly file: string
+  readonly problem: string
+}> {
+  override get message() {
+    return `${this.file}: ${this.problem}`
+  }
+}
+
+/** Why a strategy call gave no decision (a label of `hestia_strategy_failures_total`). */
+export type StrategyFailureReason = "threw" | "timeout" | "invalid_result" | "unavailable"
+
+export class StrategyCallFailed extends Data.TaggedError("StrategyCallFailed")<{
+  readonly strategy: string
+  readonly reason: StrategyFailureReason
+  readonly detail: string
+}> {
+  override get message() {
+    return `strategy "${this.strategy}" gave no decision (${this.reason}): ${this.detail}`
+  }
+}

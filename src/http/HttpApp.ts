@@ -7,6 +7,7 @@ import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { Dispatcher } from "../proxy/Dispatcher.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
+import { Strategies } from "../strategies/Strategies.ts"
 import { activity } from "./ActivityRoutes.ts"
 import { AUTH_DISABLED_WARNING, routes as dashboardRoutes } from "./DashboardRoutes.ts"
 import { logs } from "./LogsRoutes.ts"
@@ -132,6 +133,10 @@ export const routes = HttpRouter.empty.pipe(
   HttpRouter.post(
     "/v1/requests",
     Effect.flatMap(Dispatcher, (dispatcher) => dispatcher.route)
+  ),
+  HttpRouter.get(
+    "/v1/strategies",
+    Effect.flatMap(Strategies, (strategies) => strategies.list()).pipe(Effect.flatMap(HttpServerResponse.json))
   ),
   HttpRouter.concat(observabilityRoutes),
   HttpRouter.concat(dashboardRoutes)

@@ -16,6 +16,7 @@ import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { StoreHealth } from "../store/StoreHealth.ts"
+import { Strategies } from "../strategies/Strategies.ts"
 import { DashboardAssets } from "./DashboardRoutes.ts"
 import { httpApp } from "./HttpApp.ts"
 import { EventSubscribers } from "./ObservabilityRoutes.ts"
@@ -76,6 +77,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     MetricsHistory.Default,
     ServiceLogs.Default,
     DashboardAssets.Default,
-    LifecycleEvents.Default
+    LifecycleEvents.Default,
+    Strategies.Default
   ]
 }) {}

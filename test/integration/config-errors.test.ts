@@ -189,21 +189,39 @@ describe("configs of the first (Python) Hestia through the real entry point", ()
     })
   )
 
-  it.live("with the strategies keys of its comments uncommented: one config_deprecated line per key", () =>
-    Effect.gen(function* () {
-      const uncommented = python
-        .replace('# strategy: "model_router"', 'strategy: "model_router"')
-        .replace("# instances:", "instances:")
-        .replace('#   - { url: "http://ollama-a:11434", region: "us-east" }', '  - { url: "http://ollama-a:11434" }')
-        .replace('#   - { url: "http://ollama-b:11434", region: "us-west" }', '  - { url: "http://ollama-b:11434" }')
-      assert.notStrictEqual(uncommented, python)
-      const result = yield* runGateway(uncommented, { ...clean, SEMAPHORE_API_KEY: "token" })
-      assert.include(result.stdout, '"event":"listening"')
-      assert.deepStrictEqual(
-        events(result.stdout, "config_deprecated").map((line) => line.key),
-        ["services.ollama.strategy", "services.ollama.instances"]
-      )
-      assert.deepStrictEqual(events(result.stdout, "config_warning"), [])
-    })
+  it.live(
+    "with the strategies keys of its comments uncommented: its strategy must exist; instances is deprecated",
+    () =>
+      Effect.gen(function* () {
+        const uncommented = python
+          .replace('# strategy: "model_router"', 'strategy: "model_router"')
+          .replace("# instances:", "instances:")
+          .replace('#   - { url: "http://ollama-a:11434", region: "us-east" }', '  - { url: "http://ollama-a:11434" }')
+          .replace('#   - { url: "http://ollama-b:11434", region: "us-west" }', '  - { url: "http://ollama-b:11434" }')
+        assert.notStrictEqual(uncommented, python)
+        const env = { ...clean, SEMAPHORE_API_KEY: "token" }
+        // The repository's strategies/ has no model_router: refused, naming the key and what is there.
+        const refused = yield* runGateway(uncommented, env)
+        assert.strictEqual(refused.code, 2)
+        assert.match(
+          refused.stderr,
+          /^hestia: configuration error: .*: services\.ollama\.strategy: no strategy named "model_router" in strategies_dir \.\/strategies \(loaded: header-router, lru-placement, round-robin\)\n$/
+        )
+        // With a strategy of that name, it starts; instances is still a key without effect.
+        const strategies = Path.join(dir, "python-strategies")
+        mkdirSync(strategies, { recursive: true })
+        writeFileSync(
+          Path.join(strategies, "model_router.mjs"),
+          "export default { name: 'model_router', kind: 'routing', route: () => undefined }\n"
+        )
+        const result = yield* runGateway(uncommented, { ...env, HESTIA_STRATEGIES_DIR: strategies })
+        assert.include(result.stdout, '"event":"listening"')
+        assert.deepStrictEqual(
+          events(result.stdout, "config_deprecated").map((line) => line.key),
+          ["services.ollama.instances"]
+        )
+        assert.deepStrictEqual(events(result.stdout, "config_warning"), [])
+        assert.strictEqual(events(result.stdout, "strategy_loaded")[0]!.strategy, "model_router")
+      })
   )
 })

@@ -204,6 +204,28 @@ services:
       assert.strictEqual(badEnv.file, "environment variable HESTIA_SHUTDOWN_GRACE_MS")
     })
   )
+
+  it.effect("strategies_dir and strategy_timeout_ms: defaults, from the file or the environment, checked", () =>
+    Effect.gen(function* () {
+      const defaults = yield* parse("{}", "conf.yml").pipe(withEnv({}))
+      assert.strictEqual(defaults.strategiesDir, "./strategies")
+      assert.strictEqual(defaults.strategyTimeoutMs, 50)
+      const fromFile = yield* parse("strategies_dir: /opt/s\nstrategy_timeout_ms: 200\n", "conf.yml").pipe(withEnv({}))
+      assert.strictEqual(fromFile.strategiesDir, "/opt/s")
+      assert.strictEqual(fromFile.strategyTimeoutMs, 200)
+      const fromEnv = yield* parse("strategies_dir: /opt/s\n", "conf.yml").pipe(
+        withEnv({ HESTIA_STRATEGIES_DIR: "/srv/strategies", HESTIA_STRATEGY_TIMEOUT_MS: "75" })
+      )
+      assert.strictEqual(fromEnv.strategiesDir, "/srv/strategies")
+      assert.strictEqual(fromEnv.strategyTimeoutMs, 75)
+      const zero = yield* failure("strategy_timeout_ms: 0\n")
+      assert.strictEqual(zero.path, "strategy_timeout_ms")
+      const badEnv = yield* failure("{}", { HESTIA_STRATEGY_TIMEOUT_MS: "fast" })
+      assert.strictEqual(badEnv.file, "environment variable HESTIA_STRATEGY_TIMEOUT_MS")
+      const empty = yield* failure("services:\n  a: { base_url: 'http://h:1', strategy: '' }\n")
+      assert.strictEqual(empty.path, "services.a.strategy")
+    })
+  )
 })
 
 describe("configs of the first (Python) Hestia", () => {
@@ -346,7 +368,7 @@ describe("configs of the first (Python) Hestia", () => {
     })
   )
 
-  it.effect("strategy, instances and routing are accepted with exactly one deprecation warning each", () =>
+  it.effect("strategy is kept as written; instances and routing are accepted with one deprecation warning each", () =>
     Effect.gen(function* () {
       const settings = yield* parse(
         `services:
@@ -365,12 +387,11 @@ describe("configs of the first (Python) Hestia", () => {
       assert.deepStrictEqual(
         settings.warnings.map((w) => [w.key, w.kind]),
         [
-          ["services.ollama.strategy", "deprecated"],
           ["services.ollama.instances", "deprecated"],
           ["services.ollama.routing", "deprecated"]
         ]
       )
-      assert.include(settings.warnings[0]!.message, "routing_rules")
+      assert.include(settings.warnings[0]!.message, "one service per instance")
       const ollama = settings.services.get("ollama")!
       assert.strictEqual(ollama.strategy, "model_router")
       assert.notProperty(ollama, "instances")
