@@ -20,6 +20,15 @@ export class UnknownGroup extends Schema.TaggedError<UnknownGroup>()("UnknownGro
   }
 }
 
+/** A configuration reload that was refused: the file's problem, as a start would print it; the running one stays. */
+export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
+  problem: Schema.String
+}) {
+  override get message() {
+    return `configuration not reloaded: ${this.problem}`
+  }
+}
+
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
   reason: Schema.String,
   /** The scheme the client is asked for: API key as Bearer (default), or Basic for the dashboard. */

@@ -1,5 +1,6 @@
 import type {
   BadRequest,
+  ConfigInvalid,
   QueueFull,
   QueueTimeout,
   RequestBodyTimeout,
@@ -21,6 +22,7 @@ import type {
 export type GatewayError =
   | UnknownService
   | UnknownGroup
+  | ConfigInvalid
   | Unauthorized
   | QueueFull
   | QueueTimeout
@@ -55,6 +57,8 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
       return { status: 404, headers: {}, body: { ...body, serviceId: error.serviceId } }
     case "UnknownGroup":
       return { status: 404, headers: {}, body: { ...body, group: error.group } }
+    case "ConfigInvalid":
+      return { status: 400, headers: {}, body: { ...body, problem: error.problem } }
     case "Unauthorized":
       return { status: 401, headers: { "www-authenticate": `${error.challenge ?? "Bearer"} realm="hestia"` }, body }
     case "QueueFull":

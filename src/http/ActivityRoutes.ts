@@ -1,6 +1,6 @@
 import { HttpServerResponse } from "@effect/platform"
 import { Effect, Schema } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { UnknownService } from "../domain/Errors.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { decodeSearchParams, intParam, param, wholeNumber } from "./SearchParams.ts"
@@ -32,7 +32,7 @@ export const ActivityParams = Schema.Struct({
 /** `GET /v1/activity`: the persisted timeline, newest first, one bounded page at a time. */
 export const activity = Effect.gen(function* () {
   const params = yield* decodeSearchParams(ActivityParams)
-  const config = yield* HestiaConfig
+  const config = (yield* LiveConfig).current()
   if (params.serviceId !== undefined && !config.services.has(params.serviceId)) {
     return yield* new UnknownService({ serviceId: params.serviceId })
   }

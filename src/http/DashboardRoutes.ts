@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs"
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
-import { HestiaConfig, type Settings } from "../config/HestiaConfig.ts"
+import type { Settings } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { targetsFor } from "../domain/Placement.ts"
 
 export const AUTH_DISABLED_WARNING = "authentication is disabled: anyone who can reach this port can use every service"
@@ -39,7 +40,7 @@ export class DashboardAssets extends Effect.Service<DashboardAssets>()("hestia/D
   sync: loadAssets
 }) {}
 
-/** What the page needs from the config (fixed for the gateway's lifetime): embedded in it, so it needs no route. */
+/** What the page needs from the config (as it is when the page is served): embedded in it, so it needs no route. */
 export const bootData = (config: Settings, authEnabled: boolean) => ({
   authEnabled,
   services: Array.from(config.services.values(), (service) => ({
@@ -87,7 +88,7 @@ export const routes = HttpRouter.empty.pipe(
     "/",
     Effect.gen(function* () {
       const assets = yield* DashboardAssets
-      const config = yield* HestiaConfig
+      const config = (yield* LiveConfig).current()
       const auth = yield* Auth
       return HttpServerResponse.html(renderPage(assets.html, config, auth.enabled())).pipe(
         HttpServerResponse.setHeaders(SECURITY_HEADERS)

@@ -1,8 +1,8 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Cause, Effect, ParseResult, Schema } from "effect"
 import { Auth } from "../auth/Auth.ts"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
-import { BadRequest } from "../domain/Errors.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
+import { BadRequest, ConfigInvalid } from "../domain/Errors.ts"
 import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { Dispatcher } from "../proxy/Dispatcher.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
@@ -49,7 +49,7 @@ const badRequest = (reason: string) => loggedError(new BadRequest({ reason }))
 
 /** 200 even when degraded (database writes failing): the gateway still serves, a healthcheck must not kill it. */
 const healthz = Effect.gen(function* () {
-  const config = yield* HestiaConfig
+  const config = (yield* LiveConfig).current()
   const auth = yield* Auth
   const store = (yield* StoreHealth).status()
   return yield* HttpServerResponse.json({
@@ -134,6 +134,16 @@ export const routes = HttpRouter.empty.pipe(
     "/v1/requests",
     Effect.flatMap(Dispatcher, (dispatcher) => dispatcher.route)
   ),
+  HttpRouter.post(
+    "/v1/config/reload",
+    Effect.gen(function* () {
+      const live = yield* LiveConfig
+      const outcome = yield* live
+        .reload("api")
+        .pipe(Effect.mapError((error) => new ConfigInvalid({ problem: error.message })))
+      return yield* HttpServerResponse.json({ reloaded: outcome })
+    })
+  ),
   HttpRouter.get(
     "/v1/strategies",
     Effect.flatMap(Strategies, (strategies) => strategies.list()).pipe(Effect.flatMap(HttpServerResponse.json))
@@ -153,6 +163,7 @@ export const httpApp = HttpRouter.toHttpApp(routes).pipe(
       Effect.catchTags({
         UnknownService: loggedError,
         UnknownGroup: loggedError,
+        ConfigInvalid: loggedError,
         Unauthorized: loggedError,
         QueueFull: loggedError,
         QueueTimeout: loggedError,

@@ -4,6 +4,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { BadRequest } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { MetricsHistory } from "../observability/MetricsHistory.ts"
@@ -78,6 +79,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     ServiceLogs.Default,
     DashboardAssets.Default,
     LifecycleEvents.Default,
-    Strategies.Default
+    Strategies.Default,
+    LiveConfig.Default
   ]
 }) {}

@@ -1,6 +1,6 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Schedule, Schema, Stream } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { UnknownService } from "../domain/Errors.ts"
 import { type LogLine, RING_LINES, ServiceLogs } from "../observability/ServiceLogs.ts"
 import { decodeSearchParams, flagParam, intParam, wholeNumber } from "./SearchParams.ts"
@@ -35,7 +35,7 @@ const RECONNECT_MS = 3_000
 export const logs = Effect.gen(function* () {
   const { id } = yield* HttpRouter.schemaPathParams(ServiceParams)
   const params = yield* decodeSearchParams(LogsParams)
-  const config = yield* HestiaConfig
+  const config = (yield* LiveConfig).current()
   if (!config.services.has(id)) return yield* new UnknownService({ serviceId: id })
   const serviceLogs = yield* ServiceLogs
   const tail = params.tail ?? DEFAULT_TAIL

@@ -1,6 +1,6 @@
 import { HttpRouter, HttpServerResponse } from "@effect/platform"
 import { Clock, type Duration, Effect, Queue, Ref, Schedule, Schema, Stream } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { TooManySubscribers, UnknownService } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { MetricsHistory } from "../observability/MetricsHistory.ts"
@@ -131,7 +131,7 @@ export const routes = HttpRouter.empty.pipe(
     "/v1/metrics/history",
     Effect.gen(function* () {
       const { serviceId } = yield* decodeSearchParams(HistoryParams)
-      const config = yield* HestiaConfig
+      const config = (yield* LiveConfig).current()
       if (serviceId !== undefined && !config.services.has(serviceId)) return yield* new UnknownService({ serviceId })
       const history = yield* MetricsHistory
       return yield* HttpServerResponse.json(yield* history.read(serviceId))

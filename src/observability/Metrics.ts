@@ -1,6 +1,6 @@
 import { Effect, Metric, MetricBoundaries, MetricLabel, MetricState, Option, Queue } from "effect"
 import type * as MetricPair from "effect/MetricPair"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { type LifecycleEvent, LifecycleEvents, type ServiceStatus } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 
@@ -331,17 +331,32 @@ const sampleGauges = Effect.gen(function* () {
 
 export class Metrics extends Effect.Service<Metrics>()("hestia/Metrics", {
   scoped: Effect.gen(function* () {
-    const config = yield* HestiaConfig
+    const live = yield* LiveConfig
     const events = yield* LifecycleEvents
     const subscription = yield* events.subscribe
-    // Counters every service has from the start, so a rate over them is defined before the first event.
-    for (const id of config.services.keys()) {
-      const service = label("service", id)
-      for (const outcome of ["success", "failure"]) {
-        yield* Metric.incrementBy(Metric.taggedWithLabels(coldStartsTotal, [service, label("outcome", outcome)]), 0)
-      }
-      yield* Metric.incrementBy(Metric.taggedWithLabels(idleStopsTotal, [service]), 0)
-    }
+    // Counters every service has from the start (or from the reload that added it), so a rate over them is defined
+    // before the first event.
+    const zeroed = (ids: Iterable<string>) =>
+      Effect.forEach(
+        ids,
+        (id) => {
+          const service = label("service", id)
+          return Effect.all(
+            [
+              ...["success", "failure"].map((outcome) =>
+                Metric.incrementBy(Metric.taggedWithLabels(coldStartsTotal, [service, label("outcome", outcome)]), 0)
+              ),
+              Metric.incrementBy(Metric.taggedWithLabels(idleStopsTotal, [service]), 0)
+            ],
+            { discard: true }
+          )
+        },
+        { discard: true }
+      )
+    yield* zeroed(live.current().services.keys())
+    yield* live.follow({
+      apply: (next, previous) => zeroed([...next.services.keys()].filter((id) => !previous.services.has(id)))
+    })
     yield* Queue.take(subscription).pipe(Effect.flatMap(record), Effect.forever, Effect.forkScoped)
 
     return {
@@ -364,5 +379,5 @@ export class Metrics extends Effect.Service<Metrics>()("hestia/Metrics", {
         })
     }
   }),
-  dependencies: [LifecycleEvents.Default]
+  dependencies: [LifecycleEvents.Default, LiveConfig.Default]
 }) {}

@@ -1,5 +1,5 @@
 import { Clock, Duration, Effect, Metric, MetricState, Queue, Schedule } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../registry/LifecycleEvents.ts"
 
 const REQUESTS_TOTAL = "hestia_requests_total"
@@ -48,11 +48,19 @@ const bound = <A>(items: Array<A>, max: number) => {
  */
 export class MetricsHistory extends Effect.Service<MetricsHistory>()("hestia/MetricsHistory", {
   scoped: Effect.gen(function* () {
-    const config = yield* HestiaConfig
+    const live = yield* LiveConfig
     const events = yield* LifecycleEvents
     const series = new Map<string, Series>(
-      Array.from(config.services.keys(), (id) => [id, { samples: [], coldStarts: [] }] as const)
+      Array.from(live.current().services.keys(), (id) => [id, { samples: [], coldStarts: [] }] as const)
     )
+    // A reload adds the new services' series and drops the removed ones', so the map stays bounded by the config.
+    yield* live.follow({
+      apply: (next) =>
+        Effect.sync(() => {
+          for (const id of series.keys()) if (!next.services.has(id)) series.delete(id)
+          for (const id of next.services.keys()) if (!series.has(id)) series.set(id, { samples: [], coldStarts: [] })
+        })
+    })
 
     /** Requests counted so far per service: the sum of every status class. */
     const counted = Effect.map(Metric.snapshot, (pairs) => {
@@ -129,5 +137,5 @@ export class MetricsHistory extends Effect.Service<MetricsHistory>()("hestia/Met
         })
     }
   }),
-  dependencies: [LifecycleEvents.Default]
+  dependencies: [LifecycleEvents.Default, LiveConfig.Default]
 }) {}

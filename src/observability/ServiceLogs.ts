@@ -1,5 +1,5 @@
 import { Effect, Queue, type Scope } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { TooManyFollowers } from "../domain/Errors.ts"
 
 export type LogStream = "stdout" | "stderr"
@@ -66,10 +66,17 @@ const cut = (line: string) => (line.length > MAX_LINE_CHARS ? `${line.slice(0, M
  */
 export class ServiceLogs extends Effect.Service<ServiceLogs>()("hestia/ServiceLogs", {
   effect: Effect.gen(function* () {
-    const config = yield* HestiaConfig
+    const live = yield* LiveConfig
     const clock = yield* Effect.clock
-    // Only configured services get a ring, so the number of rings is bounded by the config.
-    const rings = new Map(Array.from(config.services.keys(), (id) => [id, new Ring()] as const))
+    // Only configured services get a ring, so the number of rings is bounded by the config (a reload adds and drops).
+    const rings = new Map(Array.from(live.current().services.keys(), (id) => [id, new Ring()] as const))
+    yield* live.follow({
+      apply: (next) =>
+        Effect.sync(() => {
+          for (const id of rings.keys()) if (!next.services.has(id)) rings.delete(id)
+          for (const id of next.services.keys()) if (!rings.has(id)) rings.set(id, new Ring())
+        })
+    })
     let followers = 0
 
     /** Record one line of a service's output and hand it to its followers (a full follower skips it, counted). */
@@ -151,5 +158,6 @@ export class ServiceLogs extends Effect.Service<ServiceLogs>()("hestia/ServiceLo
       /** Followers open now, all services together. */
       followers: () => followers
     }
-  })
+  }),
+  dependencies: [LiveConfig.Default]
 }) {}

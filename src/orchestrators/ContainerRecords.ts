@@ -1,5 +1,5 @@
 import { Context, Effect, Layer, Option, Ref } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { targetsFor } from "../domain/Placement.ts"
 import { dockerHost, engineUrlFor } from "./DockerEngine.ts"
 
@@ -41,7 +41,8 @@ export interface ContainerRecordsShape {
 }
 
 export const make = Effect.gen(function* () {
-  const config = yield* HestiaConfig
+  // The configuration in force now: a reload may add or change services.
+  const live = yield* LiveConfig
   const fromEnv = yield* dockerHost
   const all = yield* Ref.make<ReadonlyMap<string, ContainerSeen>>(new Map())
 
@@ -55,7 +56,7 @@ export const make = Effect.gen(function* () {
   return {
     view: (serviceId) =>
       Effect.map(Ref.get(all), (records): ContainerView | undefined => {
-        const service = config.services.get(serviceId)
+        const service = live.current().services.get(serviceId)
         if (service?.container === undefined) return undefined
         const seen = records.get(serviceId)
         if (seen !== undefined) {
@@ -70,9 +71,9 @@ export const make = Effect.gen(function* () {
           }
         }
         // Not started yet: where the first start would go.
-        const machineId = targetsFor(service, config)[0]?.machineId ?? "local"
+        const machineId = targetsFor(service, live.current())[0]?.machineId ?? "local"
         return {
-          engine: engineUrlFor(config, machineId, Option.getOrUndefined(fromEnv)),
+          engine: engineUrlFor(live.current(), machineId, Option.getOrUndefined(fromEnv)),
           machine_id: machineId,
           name: service.container.name,
           id: null,
@@ -101,5 +102,5 @@ export class ContainerRecords extends Context.Tag("hestia/ContainerRecords")<
   ContainerRecords,
   ContainerRecordsShape
 >() {
-  static readonly layer = Layer.effect(ContainerRecords, make)
+  static readonly layer = Layer.effect(ContainerRecords, make).pipe(Layer.provide(LiveConfig.Default))
 }

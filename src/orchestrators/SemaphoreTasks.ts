@@ -1,5 +1,5 @@
 import { Context, Effect, Layer, Ref } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { targetsFor } from "../domain/Placement.ts"
 
 /** A Semaphore task the gateway ran for a service, as last seen. */
@@ -69,7 +69,8 @@ const view = (task: TaskRecord | undefined): TaskView | null =>
       }
 
 export const make = Effect.gen(function* () {
-  const config = yield* HestiaConfig
+  // The configuration in force now: a reload may add or change services.
+  const live = yield* LiveConfig
   const tasks = yield* Ref.make<ReadonlyMap<string, ServiceTasks>>(new Map())
 
   const modify = (serviceId: string, f: (entry: ServiceTasks) => ServiceTasks) =>
@@ -82,10 +83,10 @@ export const make = Effect.gen(function* () {
   return {
     automation: (serviceId) =>
       Effect.map(Ref.get(tasks), (all) => {
-        const service = config.services.get(serviceId)
+        const service = live.current().services.get(serviceId)
         if (service === undefined || service.kind !== "semaphore") return undefined
         const entry = all.get(serviceId)
-        const first = targetsFor(service, config)[0]
+        const first = targetsFor(service, live.current())[0]
         return {
           enabled: service.semaphore.enabled,
           provider: "semaphore",
@@ -118,5 +119,5 @@ export const make = Effect.gen(function* () {
  * its context at build time; the status view reads `automation`.
  */
 export class SemaphoreTasks extends Context.Tag("hestia/SemaphoreTasks")<SemaphoreTasks, SemaphoreTasksShape>() {
-  static readonly layer = Layer.effect(SemaphoreTasks, make)
+  static readonly layer = Layer.effect(SemaphoreTasks, make).pipe(Layer.provide(LiveConfig.Default))
 }

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from "node:http"
 import { Effect, FiberSet, Metric, MetricLabel } from "effect"
 import { Pool } from "undici"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import type { ServiceConfig, Settings } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { ServiceBusy, UpstreamPoolFull, UpstreamTimeout, UpstreamUnavailable } from "../domain/Errors.ts"
 import type { GatewayError } from "../domain/HttpErrors.ts"
 import type { Target } from "../domain/Placement.ts"
@@ -184,7 +185,7 @@ export abstract class UpstreamExchange {
  */
 export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/UpstreamPools", {
   scoped: Effect.gen(function* () {
-    const config = yield* HestiaConfig
+    const live = yield* LiveConfig
     const registry = yield* ServiceRegistry
     const runFork = yield* FiberSet.makeRuntime<never>()
 
@@ -204,21 +205,31 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
     )
 
     const services = new Map<string, ServiceUpstream>()
-    for (const service of config.services.values()) {
-      services.set(service.id, {
-        serviceId: service.id,
-        gate:
-          service.maxConcurrentRequests > 0
-            ? new ConcurrencyGate(service.maxConcurrentRequests, service.maxConcurrentRequests, SERVICE_WAIT_MS)
-            : undefined,
-        headersTimeout: service.upstreamTimeoutMs,
-        bodyTimeout: service.streamIdleTimeoutMs,
-        bodyIdleTimeoutMs: service.bodyIdleTimeoutMs,
-        reportRefused: (target) => {
-          runFork(registry.reportUnavailable(service.id, target, "connection refused"))
+    const upstreamOf = (service: ServiceConfig, previous: ServiceUpstream | undefined): ServiceUpstream => ({
+      serviceId: service.id,
+      // A gate of the same size is kept across a reload: the requests it counts are still open.
+      gate:
+        service.maxConcurrentRequests === 0
+          ? undefined
+          : previous?.gate?.limit === service.maxConcurrentRequests
+            ? previous.gate
+            : new ConcurrencyGate(service.maxConcurrentRequests, service.maxConcurrentRequests, SERVICE_WAIT_MS),
+      headersTimeout: service.upstreamTimeoutMs,
+      bodyTimeout: service.streamIdleTimeoutMs,
+      bodyIdleTimeoutMs: service.bodyIdleTimeoutMs,
+      reportRefused: (target) => {
+        runFork(registry.reportUnavailable(service.id, target, "connection refused"))
+      }
+    })
+    const follow = (settings: Settings) =>
+      Effect.sync(() => {
+        for (const id of services.keys()) if (!settings.services.has(id)) services.delete(id)
+        for (const service of settings.services.values()) {
+          services.set(service.id, upstreamOf(service, services.get(service.id)))
         }
       })
-    }
+    yield* follow(live.current())
+    yield* live.follow({ apply: follow })
 
     const send = (exchange: UpstreamExchange, pool: Pool, request: UpstreamRequest) => {
       exchange.sent = true
@@ -303,5 +314,5 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
       start
     }
   }),
-  dependencies: [ServiceRegistry.Default]
+  dependencies: [ServiceRegistry.Default, LiveConfig.Default]
 }) {}

@@ -91,6 +91,15 @@ export interface ServiceStatusView {
   readonly source: ServiceSource
 }
 
+/** What an owner runs with: a configuration reload gives it a new one. */
+export interface Placement {
+  readonly service: ServiceConfig
+  readonly targets: ReadonlyArray<Target>
+  readonly lock: Effect.Semaphore
+  readonly gate: StartGate
+  readonly group: string | undefined
+}
+
 /** What an owner needs from the registry that holds it. */
 export interface OwnerContext {
   readonly service: ServiceConfig
@@ -145,6 +154,14 @@ export interface ServiceOwner {
   readonly lastActivity: () => number
   /** For the group that evicts it: waits until it runs (or is gone), makes it drain, then stops it. */
   readonly eviction: Eviction
+  /**
+   * A configuration reload. What does not concern the running instance (timeouts, limits, queue) applies at once;
+   * what it was started from (command, URLs, machines, group) applies from its next start: a running service finishes
+   * its open requests (new ones wait), stops, and those waiting start it with the new settings.
+   */
+  readonly reconfigure: (next: Placement) => Effect.Effect<void>
+  /** Removed from the configuration: drained like a reconfigured service, stopped, and never started again. */
+  readonly retire: Effect.Effect<void>
 }
 
 /** What an exclusive group does to the member that must make room. Each step takes the lock itself. */
@@ -163,9 +180,21 @@ export interface Eviction {
 
 const iso = (millis: number) => new Date(millis).toISOString()
 
+/** How long a reconfigured or removed service may take to finish its open requests before it is stopped anyway. */
+const RECONFIGURE_DRAIN_MS = 600_000
+
 export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
   Effect.gen(function* () {
-    const { service, targets, lock, events } = ctx
+    const { events } = ctx
+    const id = ctx.service.id
+    /** What the owner runs with; a configuration reload replaces it, at once or when the service is next cold. */
+    let placed: Placement = {
+      service: ctx.service,
+      targets: ctx.targets,
+      lock: ctx.lock,
+      gate: ctx.gate,
+      group: ctx.group
+    }
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
 
@@ -180,11 +209,24 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     let cleanup: Deferred.Deferred<void> | undefined
     /** Completed when the last open request ends (an eviction waits on it). */
     let idleSignal: Deferred.Deferred<void> | undefined
+    /** What a reload gave it, applied when it is next cold. */
+    let pendingPlacement: Placement | undefined
+    /** Removed from the configuration: it never starts again. */
+    let retired = false
 
-    const emit = (event: EventFields) => events.emit({ ...event, serviceId: service.id, at: now() } as LifecycleEvent)
+    const emit = (event: EventFields) => events.emit({ ...event, serviceId: id, at: now() } as LifecycleEvent)
 
-    /** Runs `effect` as one transition: under the lock, not cut short by an interruption. */
-    const locked = <A, E>(effect: Effect.Effect<A, E>) => lock.withPermits(1)(Effect.uninterruptible(effect))
+    /**
+     * Runs `effect` as one transition: under the lock, not cut short by an interruption. A reload may have given the
+     * service another lock (it joined a group) while this waited: then it takes that one.
+     */
+    const locked = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.suspend(() => {
+        const lock = placed.lock
+        return lock.withPermits(1)(
+          Effect.suspend(() => (lock === placed.lock ? Effect.uninterruptible(effect) : locked(effect)))
+        )
+      })
 
     /** Where it runs: hot, draining or stopping. */
     const targetOf = (of: ServiceState) =>
@@ -207,7 +249,15 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           from === statusOf(next)
             ? Effect.void
             : emit({ type: "state", from, to: statusOf(next), machineId: targetOf(next)?.machineId })
-        return next._tag === "Cold" ? Effect.zipRight(published, ctx.gate.leave(service.id)) : published
+        if (next._tag !== "Cold") return published
+        // Its place in the group it was in goes back first; then what a reload gave it takes effect.
+        return Effect.zipRight(
+          Effect.zipRight(published, placed.gate.leave(id)),
+          Effect.sync(() => {
+            if (pendingPlacement !== undefined) placed = pendingPlacement
+            pendingPlacement = undefined
+          })
+        )
       })
 
     const childScope = Scope.fork(ctx.scope, ExecutionStrategy.sequential)
@@ -249,7 +299,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         const cause = yield* Effect.option(Effect.currentSpan)
         return yield* Effect.makeSpan("ServiceRegistry.coldStart", {
           root: true,
-          attributes: { "hestia.service.id": service.id, "hestia.trigger": trigger },
+          attributes: { "hestia.service.id": id, "hestia.trigger": trigger },
           links: Option.isSome(cause) ? [{ _tag: "SpanLink", span: cause.value, attributes: {} }] : []
         })
       })
@@ -333,13 +383,16 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
             })
             yield* Deferred.succeed(starting.ready, undefined)
             yield* whileHot(hot, instance)
+            // Reconfigured (or removed) while it started: it serves the requests that waited, then restarts.
+            if (pendingPlacement !== undefined || retired)
+              yield* supervise(restartWhenIdle(retired ? "removed" : "reconfigured"))
             return
           }
           const error = Option.getOrElse(
             Cause.failureOption(exit.cause),
             () =>
               new StartupFailed({
-                serviceId: service.id,
+                serviceId: id,
                 attempts: [
                   ...starting.progress.failed,
                   { machine: "-", attempt: 0, error: "Defect", message: Cause.pretty(exit.cause) }
@@ -362,7 +415,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       Effect.gen(function* () {
         const lastError = state._tag === "Cold" ? state.lastError : undefined
         // The routing decision: the machines this start will try, in order.
-        yield* emit({ type: "start_requested", trigger, requestId, machines: targets.map((t) => t.machineId) })
+        yield* emit({ type: "start_requested", trigger, requestId, machines: placed.targets.map((t) => t.machineId) })
         const starting: Starting = {
           _tag: "Starting",
           since: now(),
@@ -377,8 +430,10 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         const policy = Effect.gen(function* () {
           if (previousCleanup !== undefined) yield* Deferred.await(previousCleanup)
           // In an exclusive group, the running member makes room first (part of this start's trace).
-          yield* ctx.gate.enter(service.id, starting.progress).pipe(Effect.withParentSpan(starting.span))
-          const exit = yield* Effect.exit(StartupPolicy.run(service, targets, starting.span, hooksFor(starting)))
+          yield* placed.gate.enter(id, starting.progress).pipe(Effect.withParentSpan(starting.span))
+          const exit = yield* Effect.exit(
+            StartupPolicy.run(placed.service, placed.targets, starting.span, hooksFor(starting))
+          )
           // Settling belongs to the start's trace: its log lines (ready, start_failed) carry that trace id.
           yield* settle(starting, exit).pipe(Effect.withParentSpan(starting.span))
         })
@@ -390,7 +445,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       Effect.gen(function* () {
         const current = starting.progress.current
         const error = new StartupFailed({
-          serviceId: service.id,
+          serviceId: id,
           attempts: [
             ...starting.progress.failed,
             {
@@ -438,13 +493,18 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           Effect.catchAll((error) => markGone(hot, `${error._tag}: ${error.message}`, error))
         )
         yield* forkIn(crashWatch, hot.scope)
-        if (service.idleTimeoutMs > 0) yield* forkIn(reaper(hot), hot.scope)
+        if (placed.service.idleTimeoutMs > 0) yield* forkIn(reaper(hot), hot.scope)
       })
 
     /** Stops the service `idle_timeout_ms` after the last request or stream ended, never while one is open. */
+    /**
+     * Stops the service `idle_timeout_ms` after the last request or stream ended, never while one is open. The setting
+     * is read at each check, so a reload's new value applies from the next one (0 ends the reaper).
+     */
     const reaper = (hot: Hot): Effect.Effect<void> => {
-      const idleMs = service.idleTimeoutMs
       const loop: Effect.Effect<void> = Effect.suspend(() => {
+        const idleMs = placed.service.idleTimeoutMs
+        if (idleMs === 0 || state !== hot) return Effect.void
         // A request or stream is open; its end stamps lastActivity, so check again later.
         if (inFlight > 0) return Effect.zipRight(Effect.sleep(idleMs), loop)
         const idleFor = now() - lastActivity
@@ -498,7 +558,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         yield* Scope.close(hot.scope, Exit.void)
         const exit = yield* Effect.exit(
           Effect.provide(
-            Effect.flatMap(Orchestrator, (orchestrator) => orchestrator.stop(service, hot.target)),
+            Effect.flatMap(Orchestrator, (orchestrator) => orchestrator.stop(placed.service, hot.target)),
             ctx.context
           )
         )
@@ -509,8 +569,8 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           Effect.gen(function* () {
             yield* transition({ _tag: "Cold", since: now(), lastError: stopping.cause })
             yield* emit({ type: "stopped", machineId: hot.target.machineId, reason: stopping.reason })
-            // Requests that arrived while it was stopping start it again.
-            if (pending > 0 || startAfterStop) {
+            // Requests that arrived while it was stopping start it again (not once it is removed).
+            if ((pending > 0 || startAfterStop) && !retired) {
               const trigger = pending > 0 ? "request" : "api"
               startAfterStop = false
               yield* beginStart(trigger)
@@ -530,9 +590,9 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       locked(
         Effect.gen(function* () {
           if (state._tag === "Hot") return { _tag: "Leased", lease: lease(state) } as Admission
-          if (pending >= service.queueSize) {
+          if (pending >= placed.service.queueSize) {
             yield* emit({ type: "request_rejected", error: "QueueFull", requestId })
-            return yield* new QueueFull({ serviceId: service.id, capacity: service.queueSize })
+            return yield* new QueueFull({ serviceId: id, capacity: placed.service.queueSize })
           }
           pending++
           const joined = state._tag === "Starting"
@@ -545,10 +605,10 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
 
     /** What a request that gives up waiting is told: how far the start has got. */
     const queueTimeout = (waitedMs: number) => {
-      if (state._tag !== "Starting") return new QueueTimeout({ serviceId: service.id, waitedMs })
+      if (state._tag !== "Starting") return new QueueTimeout({ serviceId: id, waitedMs })
       const { current, failed } = state.progress
       return new QueueTimeout({
-        serviceId: service.id,
+        serviceId: id,
         waitedMs,
         attempts: [...failed],
         ...(current === undefined ? {} : { attempt: { ...current, since: iso(current.since) } })
@@ -566,6 +626,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         case "Stopping":
           return Effect.zipRight(Deferred.await(state.done), untilHot)
         case "Cold":
+          if (retired) return Effect.fail(removed())
           return Effect.zipRight(
             locked(Effect.suspend(() => (state._tag === "Cold" ? beginStart("request") : Effect.void))),
             untilHot
@@ -580,7 +641,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         return Effect.flatMap(admit(requestId), (admission) => {
           if (admission._tag === "Leased") return Effect.succeed(admission.lease)
           const queuedAt = now()
-          const waitMs = service.requestTimeoutMs
+          const waitMs = placed.service.requestTimeoutMs
           return untilHot.pipe(
             Effect.timeoutFail({ duration: waitMs, onTimeout: () => queueTimeout(waitMs) }),
             Effect.tap(() => emit({ type: "request_released", waitedMs: now() - queuedAt, requestId })),
@@ -600,7 +661,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       locked(
         Effect.gen(function* () {
           const before = statusOf(state)
-          if (state._tag === "Cold") yield* beginStart("api", requestId)
+          if (state._tag === "Cold" && !retired) yield* beginStart("api", requestId)
           if (state._tag === "Stopping" || state._tag === "Draining") startAfterStop = true
           return before
         })
@@ -617,7 +678,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         case "Stopping":
           return Effect.zipRight(Deferred.await(state.done), awaitHot)
         case "Cold":
-          return Effect.zipRight(start(), awaitHot)
+          return retired ? Effect.fail(removed()) : Effect.zipRight(start(), awaitHot)
       }
     })
 
@@ -636,7 +697,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       Effect.suspend(() => {
         const running = runningOf(state)
         return running !== undefined && running.target === target
-          ? markGone(running, reason, new UpstreamUnavailable({ serviceId: service.id, reason }))
+          ? markGone(running, reason, new UpstreamUnavailable({ serviceId: id, reason }))
           : Effect.void
       })
 
@@ -647,7 +708,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const restoreFrom = (saved: PersistedService | undefined) =>
       Effect.gen(function* () {
         if (saved?.lastActivity != null) lastActivity = saved.lastActivity
-        const restored = yield* Effect.provide(restore(service, targets, saved, emit, now()), ctx.context)
+        const restored = yield* Effect.provide(restore(placed.service, placed.targets, saved, emit, now()), ctx.context)
         if (restored._tag === "Cold") {
           state = { _tag: "Cold", since: now(), lastError: restored.lastError } satisfies Cold
           return
@@ -660,7 +721,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
             yield* emit({ type: "adopted", machineId: restored.target.machineId, lastActivity })
             yield* whileHot(hot, restored.instance)
             // Two members of one exclusive group found running after a restart: the later one makes room.
-            const holder = yield* ctx.gate.claim(service.id)
+            const holder = yield* placed.gate.claim(id)
             if (holder !== undefined) {
               yield* emit({ type: "evicted", machineId: restored.target.machineId, by: holder, waitedMs: 0, cut: 0 })
               yield* beginStop(hot, "evicted")
@@ -671,23 +732,24 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
 
     const view = Effect.gen(function* () {
       const current = state
-      const automation = yield* ctx.automation(service.id)
-      const container = yield* ctx.container(service.id)
+      const automation = yield* ctx.automation(id)
+      const container = yield* ctx.container(id)
       const lastError = current._tag === "Cold" || current._tag === "Starting" ? current.lastError : undefined
       const attempt = current._tag === "Starting" ? current.progress.current : undefined
       const where = targetOf(current)
-      const attemptTarget = attempt === undefined ? undefined : targets.find((t) => t.machineId === attempt.machine)
+      const attemptTarget =
+        attempt === undefined ? undefined : placed.targets.find((t) => t.machineId === attempt.machine)
       return {
         ...(automation === undefined ? {} : { automation }),
         ...(container === undefined ? {} : { container }),
-        serviceId: service.id,
-        source: service.source,
+        serviceId: id,
+        source: placed.service.source,
         state: statusOf(current),
         readiness: current._tag === "Hot" ? "ready" : "not_ready",
         machineId: where?.machineId ?? attempt?.machine ?? null,
-        baseUrl: (where ?? attemptTarget ?? targets[0]!).baseUrl,
+        baseUrl: (where ?? attemptTarget ?? placed.targets[0]!).baseUrl,
         queuePending: pending,
-        queueCapacity: service.queueSize,
+        queueCapacity: placed.service.queueSize,
         inFlight,
         lastActivity: lastActivity === 0 ? null : iso(lastActivity),
         lastError:
@@ -698,7 +760,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
                 message: lastError.message,
                 attempts: lastError._tag === "StartupFailed" ? lastError.attempts : []
               },
-        ...(ctx.group === undefined ? {} : { group: ctx.group }),
+        ...(placed.group === undefined ? {} : { group: placed.group }),
         ...(current._tag === "Starting" && current.progress.waitingFor !== undefined
           ? { waitingFor: current.progress.waitingFor }
           : {}),
@@ -706,6 +768,77 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         ...(attempt === undefined ? {} : { attempt: { ...attempt, since: iso(attempt.since) } })
       } satisfies ServiceStatusView
     })
+
+    const removed = () =>
+      new StartupFailed({
+        serviceId: id,
+        attempts: [
+          {
+            machine: "-",
+            attempt: 0,
+            error: "ServiceRemoved",
+            message: "the service was removed from the configuration"
+          }
+        ]
+      })
+
+    /** What the running instance was started from: a change there needs a restart. */
+    const startedFrom = (p: Placement) =>
+      JSON.stringify([
+        p.service.kind,
+        p.service.baseUrl,
+        p.service.healthUrl,
+        p.service.command,
+        p.service.cwd,
+        p.service.env,
+        p.service.container,
+        p.service.semaphore,
+        p.service.fallbackUrl,
+        p.targets,
+        p.group
+      ])
+
+    /** Finishes the open requests (new ones wait), then stops; bounded like an eviction's drain. */
+    const restartWhenIdle = (reason: "reconfigured" | "removed") =>
+      Effect.gen(function* () {
+        if (!(yield* eviction.drain("configuration"))) return
+        yield* Effect.timeoutOption(eviction.idle, RECONFIGURE_DRAIN_MS)
+        yield* locked(
+          Effect.suspend(() => {
+            const running = runningOf(state)
+            return running === undefined ? Effect.void : beginStop(running, reason)
+          })
+        )
+      })
+
+    const reconfigure = (next: Placement) =>
+      locked(
+        Effect.gen(function* () {
+          const restartNeeded =
+            startedFrom(next) !== startedFrom(placed) || next.lock !== placed.lock || next.gate !== placed.gate
+          if (!restartNeeded || state._tag === "Cold") {
+            const reaperWasOff = placed.service.idleTimeoutMs === 0
+            placed = next
+            pendingPlacement = undefined
+            // An idle timeout turned on while it runs: that instance gets its reaper now.
+            if (state._tag === "Hot" && reaperWasOff && next.service.idleTimeoutMs > 0) {
+              yield* forkIn(reaper(state), state.scope)
+            }
+            return
+          }
+          pendingPlacement = next
+          if (state._tag === "Hot") yield* supervise(restartWhenIdle("reconfigured"))
+        })
+      )
+
+    const retire = locked(
+      Effect.gen(function* () {
+        retired = true
+        startAfterStop = false
+        if (state._tag === "Starting") yield* cancelStart(state)
+        else if (state._tag === "Hot") yield* supervise(restartWhenIdle("removed"))
+      })
+    )
 
     const eviction: Eviction = {
       running: Effect.suspend(function loop(): Effect.Effect<boolean> {
@@ -752,9 +885,15 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     }
 
     return {
-      service,
-      targets,
+      get service() {
+        return placed.service
+      },
+      get targets() {
+        return placed.targets
+      },
       eviction,
+      reconfigure,
+      retire,
       state: () => state,
       tryLeaseHot,
       acquire,

@@ -1,5 +1,6 @@
 import { Effect, FiberSet } from "effect"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import type { Settings } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { QueueTimeout, UnknownGroup, UnknownService } from "../domain/Errors.ts"
 import { type Target, targetsFor } from "../domain/Placement.ts"
 import { tagError } from "../observability/Telemetry.ts"
@@ -23,7 +24,8 @@ export type { ServiceStatus, StartTrigger } from "./ServiceState.ts"
  */
 export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/ServiceRegistry", {
   scoped: Effect.gen(function* () {
-    const config = yield* HestiaConfig
+    const live = yield* LiveConfig
+    const config = live.current()
     const events = yield* LifecycleEvents
     const semaphoreTasks = yield* SemaphoreTasks
     const containerRecords = yield* ContainerRecords
@@ -36,35 +38,91 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
 
     const owners = new Map<string, ServiceOwner.ServiceOwner>()
     // The members of an exclusive group share one lock and one gate: starting one is a decision about the others.
-    const decidedBy = new Map<string, { readonly lock: Effect.Semaphore; readonly gate: StartGate.StartGate }>()
-    for (const group of config.groups.values()) {
-      if (!group.exclusive) continue
-      const lock = yield* Effect.makeSemaphore(1)
-      const gate = ExclusiveGroup.make({ group, lock, owner: (id) => owners.get(id), fibers })
-      for (const member of group.members) decidedBy.set(member, { lock, gate })
+    // A group a reload leaves as it was keeps both, so its members' turn and queue carry on.
+    const groups = new Map<
+      string,
+      { readonly written: string; readonly lock: Effect.Semaphore; readonly gate: StartGate.StartGate }
+    >()
+    const ownLocks = new Map<string, Effect.Semaphore>()
+
+    /** Where each service of `settings` runs and with what lock and gate. */
+    const placementsFor = (settings: Settings) =>
+      Effect.gen(function* () {
+        const decidedBy = new Map<string, { readonly lock: Effect.Semaphore; readonly gate: StartGate.StartGate }>()
+        const kept = new Set<string>()
+        for (const group of settings.groups.values()) {
+          if (!group.exclusive) continue
+          const written = JSON.stringify(group)
+          let decision = groups.get(group.id)
+          if (decision === undefined || decision.written !== written) {
+            const lock = yield* Effect.makeSemaphore(1)
+            decision = {
+              written,
+              lock,
+              gate: ExclusiveGroup.make({ group, lock, owner: (id) => owners.get(id), fibers })
+            }
+            groups.set(group.id, decision)
+          }
+          kept.add(group.id)
+          for (const member of group.members) decidedBy.set(member, decision)
+        }
+        for (const id of groups.keys()) if (!kept.has(id)) groups.delete(id)
+        const placements = new Map<string, ServiceOwner.Placement>()
+        for (const service of settings.services.values()) {
+          const shared = decidedBy.get(service.id)
+          let lock = shared?.lock ?? ownLocks.get(service.id)
+          if (lock === undefined) {
+            lock = yield* Effect.makeSemaphore(1)
+            ownLocks.set(service.id, lock)
+          }
+          placements.set(service.id, {
+            service,
+            targets: targetsFor(service, settings),
+            lock,
+            gate: shared?.gate ?? StartGate.open,
+            group: [...settings.groups.values()].find((group) => group.members.includes(service.id))?.id
+          })
+        }
+        return placements
+      })
+
+    const ownerFor = (placement: ServiceOwner.Placement) =>
+      ServiceOwner.make({
+        ...placement,
+        events,
+        scope,
+        fibers,
+        context,
+        automation: semaphoreTasks.automation,
+        container: containerRecords.view,
+        activityChanged: () => lastActivityChanged.unsafeOpen()
+      })
+
+    for (const placement of (yield* placementsFor(config)).values()) {
+      owners.set(placement.service.id, yield* ownerFor(placement))
     }
-    const groupOf = (serviceId: string) =>
-      [...config.groups.values()].find((group) => group.members.includes(serviceId))?.id
-    for (const service of config.services.values()) {
-      const shared = decidedBy.get(service.id)
-      owners.set(
-        service.id,
-        yield* ServiceOwner.make({
-          service,
-          targets: targetsFor(service, config),
-          lock: shared?.lock ?? (yield* Effect.makeSemaphore(1)),
-          gate: shared?.gate ?? StartGate.open,
-          group: groupOf(service.id),
-          events,
-          scope,
-          fibers,
-          context,
-          automation: semaphoreTasks.automation,
-          container: containerRecords.view,
-          activityChanged: () => lastActivityChanged.unsafeOpen()
-        })
-      )
-    }
+
+    /**
+     * A configuration reload: new services appear cold; removed ones leave the map at once (new requests are for an
+     * unknown service) and are drained and stopped; the others take their new settings (see ServiceOwner.reconfigure).
+     */
+    const reconcile = (next: Settings) =>
+      Effect.gen(function* () {
+        const placements = yield* placementsFor(next)
+        for (const [id, owner] of owners) {
+          if (placements.has(id)) continue
+          owners.delete(id)
+          ownLocks.delete(id)
+          yield* owner.retire
+        }
+        for (const [id, placement] of placements) {
+          const owner = owners.get(id)
+          if (owner === undefined) owners.set(id, yield* ownerFor(placement))
+          else yield* owner.reconfigure(placement)
+        }
+      })
+    // The services rows first, so that the events of a new service find theirs.
+    yield* live.follow({ apply: (next) => Effect.zipRight(store.mirrorConfig(next), reconcile(next)) })
 
     const lookup = (serviceId: string): Effect.Effect<ServiceOwner.ServiceOwner, UnknownService> => {
       const owner = owners.get(serviceId)
@@ -128,7 +186,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
 
     /** `POST /v1/groups/{name}/stop`: every member stopped (a start in progress cancelled); their states before. */
     const stopGroup = Effect.fn("ServiceRegistry.stopGroup")(function* (name: string) {
-      const group = config.groups.get(name)
+      const group = live.current().groups.get(name)
       if (group === undefined) return yield* new UnknownGroup({ group: name })
       return yield* Effect.forEach(group.members, (member) =>
         lookup(member).pipe(
@@ -163,5 +221,11 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     }
   }),
   // ActivityLog is built before the registry so that the timeline sees restore's first events.
-  dependencies: [Readiness.Default, LifecycleEvents.Default, ServiceRows.Default, ActivityLog.Default]
+  dependencies: [
+    Readiness.Default,
+    LifecycleEvents.Default,
+    ServiceRows.Default,
+    ActivityLog.Default,
+    LiveConfig.Default
+  ]
 }) {}

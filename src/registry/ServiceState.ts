@@ -9,7 +9,7 @@ export type ServiceStatus = "cold" | "starting" | "hot" | "stopping"
 export type StartTrigger = "request" | "api" | "restart"
 
 /** Why a service left `hot`. */
-export type StopReason = "idle" | "api" | "gone" | "evicted"
+export type StopReason = "idle" | "api" | "gone" | "evicted" | "reconfigured" | "removed"
 
 /** The attempt a start is making right now, for status and for a request that gives up waiting. */
 export interface AttemptProgress {

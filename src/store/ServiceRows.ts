@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Clock, Effect } from "effect"
-import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
+import { HestiaConfig, type ServiceConfig, type Settings } from "../config/HestiaConfig.ts"
 import type { StartAttempt } from "../domain/Errors.ts"
 import { type LifecycleEvent, LifecycleEvents, type ServiceStatus } from "../registry/LifecycleEvents.ts"
 import { Database, inTraceOnly } from "./Database.ts"
@@ -49,38 +49,43 @@ export class ServiceRows extends Effect.Service<ServiceRows>()("hestia/ServiceRo
     const config = yield* HestiaConfig
     const health = yield* StoreHealth
 
-    // ---- the config, upserted at start (entries no longer configured are kept with in_config = 0) ----
-    const now = yield* Clock.currentTimeMillis
-    const serviceIds = [...config.services.keys()]
-    const machineIds = [...config.machines.keys()]
-    const mirror = Effect.gen(function* () {
-      for (const service of config.services.values()) {
-        yield* sql`INSERT INTO services (id, kind, config, in_config, state, updated_at)
-          VALUES (${service.id}, ${service.kind}, ${describeService(service)}, 1, 'cold', ${now})
-          ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, config = excluded.config, in_config = 1,
-            updated_at = excluded.updated_at`
-      }
-      yield* serviceIds.length === 0
-        ? sql`UPDATE services SET in_config = 0`
-        : sql`UPDATE services SET in_config = 0 WHERE id NOT IN ${sql.in(serviceIds)}`
-      for (const machine of config.machines.values()) {
-        yield* sql`INSERT INTO machines (id, host, semaphore_machine_id, labels, in_config, updated_at)
-          VALUES (${machine.id}, ${machine.host}, ${machine.semaphoreMachineId ?? null},
-            ${JSON.stringify(machine.labels)}, 1, ${now})
-          ON CONFLICT (id) DO UPDATE SET host = excluded.host, semaphore_machine_id = excluded.semaphore_machine_id,
-            labels = excluded.labels, in_config = 1, updated_at = excluded.updated_at`
-      }
-      yield* machineIds.length === 0
-        ? sql`UPDATE machines SET in_config = 0`
-        : sql`UPDATE machines SET in_config = 0 WHERE id NOT IN ${sql.in(machineIds)}`
-      yield* sql`DELETE FROM routing_rules`
-      for (const [position, rule] of config.routingRules.entries()) {
-        yield* sql`INSERT INTO routing_rules (position, services, prefer, updated_at)
-          VALUES (${position}, ${rule.services === undefined ? null : JSON.stringify(rule.services)},
-            ${JSON.stringify(rule.prefer)}, ${now})`
-      }
-    })
-    yield* health.bestEffort("config_mirror", sql.withTransaction(mirror))
+    // ---- the config, upserted at start and at each reload (entries no longer configured kept with in_config = 0) ----
+    const mirror = (settings: Settings, now: number) =>
+      Effect.gen(function* () {
+        const serviceIds = [...settings.services.keys()]
+        const machineIds = [...settings.machines.keys()]
+        for (const service of settings.services.values()) {
+          yield* sql`INSERT INTO services (id, kind, config, in_config, state, updated_at)
+            VALUES (${service.id}, ${service.kind}, ${describeService(service)}, 1, 'cold', ${now})
+            ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, config = excluded.config, in_config = 1,
+              updated_at = excluded.updated_at`
+        }
+        yield* serviceIds.length === 0
+          ? sql`UPDATE services SET in_config = 0`
+          : sql`UPDATE services SET in_config = 0 WHERE id NOT IN ${sql.in(serviceIds)}`
+        for (const machine of settings.machines.values()) {
+          yield* sql`INSERT INTO machines (id, host, semaphore_machine_id, labels, in_config, updated_at)
+            VALUES (${machine.id}, ${machine.host}, ${machine.semaphoreMachineId ?? null},
+              ${JSON.stringify(machine.labels)}, 1, ${now})
+            ON CONFLICT (id) DO UPDATE SET host = excluded.host, semaphore_machine_id = excluded.semaphore_machine_id,
+              labels = excluded.labels, in_config = 1, updated_at = excluded.updated_at`
+        }
+        yield* machineIds.length === 0
+          ? sql`UPDATE machines SET in_config = 0`
+          : sql`UPDATE machines SET in_config = 0 WHERE id NOT IN ${sql.in(machineIds)}`
+        yield* sql`DELETE FROM routing_rules`
+        for (const [position, rule] of settings.routingRules.entries()) {
+          yield* sql`INSERT INTO routing_rules (position, services, prefer, updated_at)
+            VALUES (${position}, ${rule.services === undefined ? null : JSON.stringify(rule.services)},
+              ${JSON.stringify(rule.prefer)}, ${now})`
+        }
+      })
+    /** Mirror a reloaded configuration (best effort, as every write). */
+    const mirrorConfig = (settings: Settings) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        health.bestEffort("config_mirror", sql.withTransaction(mirror(settings, now)))
+      )
+    yield* mirrorConfig(config)
 
     // ---- lifecycle events → the row's state, machine, last error ----
     const apply = (event: LifecycleEvent) => {
@@ -173,7 +178,11 @@ export class ServiceRows extends Effect.Service<ServiceRows>()("hestia/ServiceRo
       )
     })
 
-    return { services: inTraceOnly(services), recordLastActivity: inTraceOnly(recordLastActivity) }
+    return {
+      services: inTraceOnly(services),
+      recordLastActivity: inTraceOnly(recordLastActivity),
+      mirrorConfig: (settings: Settings) => Effect.withTracerEnabled(mirrorConfig(settings), false)
+    }
   }).pipe(Effect.withTracerEnabled(false)),
   dependencies: [Database, StoreHealth.Default, LifecycleEvents.Default]
 }) {}

@@ -2,7 +2,8 @@ import * as NodeFs from "node:fs"
 import * as Path from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Chunk, Clock, Deferred, Duration, Effect, Either, Exit, FiberSet, Queue, Runtime } from "effect"
-import { HestiaConfig, type MachineConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
+import type { MachineConfig, ServiceConfig } from "../config/HestiaConfig.ts"
+import { LiveConfig } from "../config/LiveConfig.ts"
 import { ConfigError, StrategyCallFailed, StrategyLoadFailed } from "../domain/Errors.ts"
 import { type StrategyRecorder, strategyRecorder, UNKNOWN_STRATEGY } from "../observability/StrategyMetrics.ts"
 import { makeLogBudget } from "./LogBudget.ts"
@@ -160,7 +161,8 @@ const declaredProblem = (declared: Declared): string | { readonly name: string; 
 
 export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies", {
   scoped: Effect.gen(function* () {
-    const config = yield* HestiaConfig
+    const liveConfig = yield* LiveConfig
+    const config = liveConfig.current()
     const fs = yield* FileSystem.FileSystem
     const dir = config.strategiesDir
     const timeoutMs = config.strategyTimeoutMs
@@ -196,8 +198,10 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
       return recorder
     }
 
+    /** The services as configured now (a reload replaces them). */
+    let services = config.services
     const usedBy = (name: string) =>
-      [...config.services.values()].filter((service) => service.strategy === name).map((service) => service.id)
+      [...services.values()].filter((service) => service.strategy === name).map((service) => service.id)
 
     const strategyOf = (fileName: string) => files.get(fileName)?.loaded?.name ?? null
 
@@ -515,6 +519,14 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
     )
     yield* scan("start")
     yield* check(config.services.values(), config.source)
+    // A reload naming a strategy no plugin has is refused as a start would be; an applied one updates usedBy.
+    yield* liveConfig.follow({
+      check: (next) => check(next.services.values(), next.source),
+      apply: (next) =>
+        Effect.sync(() => {
+          services = next.services
+        })
+    })
 
     const reload = lock.withPermits(1)(
       // At most twice: the second read picks up duplicates whose name the first one freed.
@@ -647,7 +659,7 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
           })
         }
         const missing = new Set(
-          [...config.services.values()].flatMap((service) =>
+          [...services.values()].flatMap((service) =>
             service.strategy === undefined || byName.has(service.strategy) ? [] : [service.strategy]
           )
         )
@@ -746,5 +758,6 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
         )
       })
     }
-  })
+  }),
+  dependencies: [LiveConfig.Default]
 }) {}
