@@ -6,6 +6,7 @@ import { HttpGateway } from "./http/HttpGateway.ts"
 import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
 import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
+import * as StrategyPlacement from "./strategies/StrategyPlacement.ts"
 
 // First: a closed stdout or stderr (`| head -1`, a restarted log collector) must never end the gateway.
 Logging.guardStdio()
@@ -54,6 +55,8 @@ const ConfigReport = Layer.effectDiscard(
 
 const GatewayLive = Layer.mergeAll(HttpGateway.Default, ConfigReport).pipe(
   Layer.provide(OrchestratorByKind.layer),
+  // Placement strategies order the machines of each start (the registry's StartPlacement).
+  Layer.provide(StrategyPlacement.layer),
   Layer.provide(ConfigLive),
   // The file system of the strategies folder (read, watched).
   Layer.provide(NodeContext.layer),

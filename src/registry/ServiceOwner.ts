@@ -124,6 +124,8 @@ export interface OwnerContext {
   readonly group: string | undefined
   /** A lease was released: the last-activity stamp changed (a flag for the batched writer, not a write). */
   readonly activityChanged: () => void
+  /** The machines a start tries, in order (a placement strategy may reorder the configured ones). */
+  readonly placeStart: (service: ServiceConfig, targets: ReadonlyArray<Target>) => Effect.Effect<ReadonlyArray<Target>>
 }
 
 /**
@@ -431,9 +433,9 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           if (previousCleanup !== undefined) yield* Deferred.await(previousCleanup)
           // In an exclusive group, the running member makes room first (part of this start's trace).
           yield* placed.gate.enter(id, starting.progress).pipe(Effect.withParentSpan(starting.span))
-          const exit = yield* Effect.exit(
-            StartupPolicy.run(placed.service, placed.targets, starting.span, hooksFor(starting))
-          )
+          // The machines to try, in order: a placement strategy may reorder the configured ones.
+          const targets = yield* ctx.placeStart(placed.service, placed.targets)
+          const exit = yield* Effect.exit(StartupPolicy.run(placed.service, targets, starting.span, hooksFor(starting)))
           // Settling belongs to the start's trace: its log lines (ready, start_failed) carry that trace id.
           yield* settle(starting, exit).pipe(Effect.withParentSpan(starting.span))
         })

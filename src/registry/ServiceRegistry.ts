@@ -1,4 +1,4 @@
-import { Effect, FiberSet } from "effect"
+import { Clock, Effect, FiberSet, Queue } from "effect"
 import type { Settings } from "../config/HestiaConfig.ts"
 import { LiveConfig } from "../config/LiveConfig.ts"
 import { QueueTimeout, UnknownGroup, UnknownService } from "../domain/Errors.ts"
@@ -14,6 +14,7 @@ import * as ExclusiveGroup from "./ExclusiveGroup.ts"
 import { LifecycleEvents } from "./LifecycleEvents.ts"
 import * as ServiceOwner from "./ServiceOwner.ts"
 import * as StartGate from "./StartGate.ts"
+import { StartPlacement } from "./StartPlacement.ts"
 
 export type { Lease, ServiceStatusView } from "./ServiceOwner.ts"
 export type { ServiceStatus, StartTrigger } from "./ServiceState.ts"
@@ -34,7 +35,24 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     const lastActivityChanged = yield* Effect.makeLatch(false)
     const scope = yield* Effect.scope
     const fibers = yield* FiberSet.make()
+    // Where starts become ready, for placement decisions (bounded by the configured machines).
+    yield* events.subscribe.pipe(
+      Effect.flatMap((subscription) =>
+        Queue.take(subscription).pipe(
+          Effect.tap((event) =>
+            Effect.sync(() => {
+              if (event.type === "ready" && event.machineId !== undefined) lastStartedOn[event.machineId] = event.at
+            })
+          ),
+          Effect.forever
+        )
+      ),
+      Effect.forkScoped
+    )
     const context = yield* Effect.context<Orchestrator | Readiness>()
+    const startPlacement = yield* StartPlacement
+    /** Machine id → when a start last became ready there (what a least-recently-used placement needs). */
+    const lastStartedOn: Record<string, number> = {}
 
     const owners = new Map<string, ServiceOwner.ServiceOwner>()
     // The members of an exclusive group share one lock and one gate: starting one is a decision about the others.
@@ -95,7 +113,18 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         context,
         automation: semaphoreTasks.automation,
         container: containerRecords.view,
-        activityChanged: () => lastActivityChanged.unsafeOpen()
+        activityChanged: () => lastActivityChanged.unsafeOpen(),
+        placeStart: (service, targets) =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            startPlacement.order(service, targets, {
+              now,
+              hot: Array.from(owners.values()).flatMap((owner) => {
+                const state = owner.state()
+                return state._tag === "Hot" ? [{ serviceId: owner.service.id, machineId: state.target.machineId }] : []
+              }),
+              lastStartedOn: { ...lastStartedOn }
+            })
+          )
       })
 
     for (const placement of (yield* placementsFor(config)).values()) {
