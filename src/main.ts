@@ -1,7 +1,7 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import * as ContainerDiscovery from "./config/ContainerDiscovery.ts"
-import { HestiaConfig } from "./config/HestiaConfig.ts"
+import { HestiaConfig, type Settings } from "./config/HestiaConfig.ts"
 import { HttpGateway } from "./http/HttpGateway.ts"
 import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
@@ -25,12 +25,8 @@ const LoggingLive = Layer.unwrapEffect(
   )
 ).pipe(Layer.provide(FileConfig))
 
-// The file's services plus those container labels declare (asked of the engines once, here).
-const ConfigLive = ContainerDiscovery.layer.pipe(Layer.provide(FileConfig), Layer.provide(LoggingLive))
-
-const ConfigReport = Layer.effectDiscard(
+const reportConfig = (config: Settings) =>
   Effect.gen(function* () {
-    const config = yield* HestiaConfig
     yield* Effect.logInfo(`config loaded from ${config.source}`).pipe(
       Effect.annotateLogs({
         event: "config_loaded",
@@ -51,9 +47,16 @@ const ConfigReport = Layer.effectDiscard(
     }
     // Whether auth is on (config or CLI keys) is Auth's call: it logs the warning when it is off.
   })
+
+// The file's services plus those container labels declare (asked of the engines once, here); reported before anything
+// else is built, so `config_loaded` is the gateway's first log line.
+const ConfigLive = ContainerDiscovery.layer.pipe(
+  Layer.tap((context) => reportConfig(Context.get(context, HestiaConfig))),
+  Layer.provide(FileConfig),
+  Layer.provide(LoggingLive)
 )
 
-const GatewayLive = Layer.mergeAll(HttpGateway.Default, ConfigReport).pipe(
+const GatewayLive = HttpGateway.Default.pipe(
   Layer.provide(OrchestratorByKind.layer),
   // Placement strategies order the machines of each start (the registry's StartPlacement).
   Layer.provide(StrategyPlacement.layer),

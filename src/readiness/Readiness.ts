@@ -60,8 +60,15 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
       )
 
     return {
+      /** One probe of a health URL (2 s at most): a status read of an external service asks this way. */
+      probe: probeOnce,
       /** Each attempt gets `startup_timeout_seconds` to turn healthy; the request's own wait is the registry's. */
-      wait: Effect.fn("Readiness.wait")(function* (service: ServiceConfig, target: Target) {
+      wait: Effect.fn("Readiness.wait")(function* (
+        service: ServiceConfig,
+        target: Target,
+        /** Told of every probe's result as it comes (the start's progress: status, "still starting" lines). */
+        observe: (probes: number, last: string) => void = () => {}
+      ) {
         const healthUrl = target.healthUrl
         yield* Effect.annotateCurrentSpan({ "hestia.service.id": service.id, "hestia.machine.id": target.machineId })
         if (healthUrl === undefined) {
@@ -78,6 +85,7 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
         }).pipe(
           Effect.tap((result) => {
             last = result.detail
+            observe(probes, last)
           }),
           Effect.filterOrFail((result) => result.ok)
         )

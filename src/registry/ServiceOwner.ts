@@ -1,10 +1,11 @@
 import {
   Cause,
-  type Context,
+  Context,
   Deferred,
   Effect,
   ExecutionStrategy,
   Exit,
+  Fiber,
   FiberId,
   FiberSet,
   Option,
@@ -22,9 +23,10 @@ import {
 } from "../domain/Errors.ts"
 import type { Target } from "../domain/Placement.ts"
 import type { ContainerView } from "../orchestrators/ContainerRecords.ts"
+import { unmanaged } from "../orchestrators/External.ts"
 import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
 import type { AutomationView } from "../orchestrators/SemaphoreTasks.ts"
-import type { Readiness } from "../readiness/Readiness.ts"
+import { Readiness } from "../readiness/Readiness.ts"
 import type { PersistedService } from "../store/ServiceRows.ts"
 import type { LifecycleEvent, LifecycleEvents } from "./LifecycleEvents.ts"
 import { restore } from "./Restore.ts"
@@ -182,6 +184,15 @@ export interface Eviction {
 
 const iso = (millis: number) => new Date(millis).toISOString()
 
+/** An external service's health, asked by status reads: at most this often, each probe this long at most. */
+const EXTERNAL_PROBE_EVERY_MS = 1_000
+const EXTERNAL_PROBE_MS = 1_000
+/** How long a status read waits for that probe before it answers what it knows. */
+const EXTERNAL_PROBE_WAIT_MS = 250
+
+/** How often a start in progress says so in the log. */
+const STILL_STARTING_EVERY = "5 seconds"
+
 /** How long a reconfigured or removed service may take to finish its open requests before it is stopped anyway. */
 const RECONFIGURE_DRAIN_MS = 600_000
 
@@ -215,6 +226,8 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     let pendingPlacement: Placement | undefined
     /** Removed from the configuration: it never starts again. */
     let retired = false
+    /** Until it is first started (or found running): afterwards cold means stopped, and a status read leaves it so. */
+    let neverRan = true
 
     const emit = (event: EventFields) => events.emit({ ...event, serviceId: id, at: now() } as LifecycleEvent)
 
@@ -246,6 +259,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         const from = statusOf(state)
         const left = state
         state = next
+        if (next._tag !== "Cold") neverRan = false
         if (left._tag === "Draining") Deferred.unsafeDone(left.done, Exit.void)
         const published =
           from === statusOf(next)
@@ -344,6 +358,10 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
             emit({ type: "attempt_started", machineId: target.machineId, attempt })
           ),
         probing: (target, attempt, of) => phase(target, attempt, of, "probing"),
+        probed: (probes, last) => {
+          const current = starting.progress.current
+          if (current !== undefined) starting.progress.current = { ...current, probes, lastProbe: last }
+        },
         attemptFailed: (failure) =>
           Effect.zipRight(
             Effect.sync(() => starting.progress.failed.push(failure)),
@@ -438,9 +456,43 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           const exit = yield* Effect.exit(StartupPolicy.run(placed.service, targets, starting.span, hooksFor(starting)))
           // Settling belongs to the start's trace: its log lines (ready, start_failed) carry that trace id.
           yield* settle(starting, exit).pipe(Effect.withParentSpan(starting.span))
+          // The state is left: what belonged to it ends (this fiber, closing its own scope, is skipped).
+          yield* Scope.close(starting.scope, Exit.void)
         })
         yield* forkIn(Effect.provide(policy, ctx.context), starting.scope)
+        // While it starts, a line every few seconds says how far it got (ends with the state).
+        yield* forkIn(stillStarting(starting), starting.scope)
       })
+
+    /** `demo  still starting: 12 s, attempt 1/3 on local, probing http://…/health (last: ECONNREFUSED)` */
+    const stillStarting = (starting: Starting) =>
+      Effect.suspend(() => {
+        const seconds = Math.round((now() - starting.since) / 1000)
+        const current = starting.progress.current
+        const waiting = starting.progress.waitingFor
+        const target = current && placed.targets.find((t) => t.machineId === current.machine)
+        const doing =
+          waiting !== undefined
+            ? `waiting for ${waiting} to make room`
+            : current === undefined
+              ? "preparing"
+              : `attempt ${current.number}/${current.of} on ${current.machine}, ${
+                  current.phase === "starting"
+                    ? "starting"
+                    : target?.healthUrl === undefined
+                      ? "warming up"
+                      : `probing ${target.healthUrl} (last: ${current.lastProbe ?? "none yet"})`
+                }`
+        return Effect.logInfo(`${id}: still starting: ${seconds} s, ${doing}`).pipe(
+          Effect.annotateLogs({
+            event: "still_starting",
+            serviceId: id,
+            machineId: current?.machine,
+            elapsedMs: now() - starting.since,
+            ...(current === undefined ? {} : { attempt: current.number, phase: current.phase })
+          })
+        )
+      }).pipe(Effect.delay(STILL_STARTING_EVERY), Effect.forever)
 
     /** Under the lock: a stop request while starting. The attempt in progress is cleaned up before the waiters hear. */
     const cancelStart = (starting: Starting): Effect.Effect<void> =>
@@ -732,7 +784,55 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         )
       })
 
+    /** An external service found answering its health URL by a status read: hot without a request. */
+    let probedAt = Number.NEGATIVE_INFINITY
+    let probing: Fiber.RuntimeFiber<void> | undefined
+    const probeExternal = Effect.gen(function* () {
+      const target = placed.targets[0]
+      if (
+        !neverRan ||
+        state._tag !== "Cold" ||
+        retired ||
+        placed.service.kind !== "external" ||
+        target?.healthUrl === undefined
+      ) {
+        return
+      }
+      // At most one probe a second; a status read waits for it briefly, never for a dead host's whole timeout.
+      if (probing === undefined && now() - probedAt >= EXTERNAL_PROBE_EVERY_MS) {
+        probedAt = now()
+        const readiness = Context.get(ctx.context, Readiness)
+        probing = yield* supervise(
+          readiness.probe(target.healthUrl).pipe(
+            Effect.timeoutOption(EXTERNAL_PROBE_MS),
+            Effect.flatMap((result) =>
+              Option.isSome(result) && result.value.ok ? becameHotOnItsOwn(target) : Effect.void
+            ),
+            Effect.ensuring(
+              Effect.sync(() => {
+                probing = undefined
+              })
+            )
+          )
+        )
+      }
+      if (probing !== undefined) yield* Effect.ignore(Effect.timeout(Fiber.await(probing), EXTERNAL_PROBE_WAIT_MS))
+    })
+
+    const becameHotOnItsOwn = (target: Target) =>
+      locked(
+        Effect.gen(function* () {
+          if (state._tag !== "Cold" || retired) return
+          if (lastActivity === 0) lastActivity = now()
+          const hot: Hot = { _tag: "Hot", since: now(), target, scope: yield* childScope }
+          yield* transition(hot)
+          yield* emit({ type: "adopted", machineId: target.machineId, lastActivity })
+          yield* whileHot(hot, unmanaged)
+        })
+      )
+
     const view = Effect.gen(function* () {
+      yield* probeExternal
       const current = state
       const automation = yield* ctx.automation(id)
       const container = yield* ctx.container(id)

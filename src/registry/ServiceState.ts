@@ -20,6 +20,9 @@ export interface AttemptProgress {
   readonly phase: "starting" | "probing"
   /** Clock millis when this phase began. */
   readonly since: number
+  /** While probing: how many health probes so far, and what the last one answered. */
+  readonly probes?: number
+  readonly lastProbe?: string
 }
 
 /** What a start in flight has done so far; written by the startup policy, read by status. */

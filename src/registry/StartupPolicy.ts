@@ -18,6 +18,8 @@ export interface PolicyHooks {
   readonly attemptStarted: (target: Target, attempt: number, of: number) => Effect.Effect<void>
   /** The orchestrator has started it; readiness decides now. */
   readonly probing: (target: Target, attempt: number, of: number) => Effect.Effect<void>
+  /** Each health probe's result, as it comes (synchronous: called from the probe loop). */
+  readonly probed: (probes: number, last: string) => void
   readonly attemptFailed: (failure: StartAttempt) => Effect.Effect<void>
   /** Cleaning up a failed attempt failed too: nothing may be dropped silently. */
   readonly cleanupFailed: (target: Target, error: StartError) => Effect.Effect<void>
@@ -56,7 +58,7 @@ const attemptOnce = (service: ServiceConfig, target: Target, attempt: number, of
       })
     )
     yield* hooks.probing(target, attempt, of)
-    yield* Effect.raceFirst(readiness.wait(service, target), instance.exited)
+    yield* Effect.raceFirst(readiness.wait(service, target, hooks.probed), instance.exited)
     const died = yield* alreadyExited(instance)
     if (died !== undefined) return yield* Effect.fail(died)
     return instance

@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Queue, TestClock } from "effect"
+import { Effect, Either, Fiber, Layer, LogLevel, Queue, TestClock } from "effect"
 import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../../src/registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
+import { captureLogs } from "../fixtures/Observability.ts"
 import { untilQueued } from "../fixtures/Registry.ts"
 import * as Simulated from "../fixtures/SimulatedMachines.ts"
 
@@ -205,4 +206,28 @@ describe("ServiceOwner transitions (Simulated machines, TestClock)", () => {
       assert.deepStrictEqual(yield* events, ["hot→stopping", "stop_failed", "stopping→cold", "stopped:api"])
     }).pipe(withOwner({ idle_timeout_ms: 0 }, () => Simulated.ready(1_000), { stopFails: "refused" }))
   )
+
+  it.scoped("a start in progress says so every 5 s: how long, which attempt, what the last probe answered", () => {
+    const lines: Array<string> = []
+    return Effect.gen(function* () {
+      const registry = yield* ServiceRegistry
+      yield* registry.start("svc")
+      yield* TestClock.adjust("12 seconds")
+      assert.strictEqual(yield* state, "hot")
+      yield* TestClock.adjust("1 minute")
+      const still = lines.map((line) => JSON.parse(line)).filter((entry) => entry.event === "still_starting")
+      assert.deepStrictEqual(
+        still.map((entry) => [entry.elapsedMs, entry.attempt, entry.phase]),
+        [
+          [5_000, 1, "starting"],
+          [10_000, 1, "starting"]
+        ],
+        "two lines while it started, none once hot"
+      )
+      assert.strictEqual(still[0].msg, "svc: still starting: 5 s, attempt 1/1 on local, starting")
+    }).pipe(
+      withOwner({ idle_timeout_ms: 0 }, () => Simulated.ready(12_000)),
+      Effect.provide(captureLogs(lines, LogLevel.Info))
+    )
+  })
 })

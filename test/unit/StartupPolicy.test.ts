@@ -26,7 +26,8 @@ const runPolicy = (settings: Record<string, unknown>, script: Simulated.Simulate
         attemptStarted: (target, attempt, of) => note(`start ${target.machineId} ${attempt}/${of}`),
         probing: (target, attempt) => note(`probe ${target.machineId} ${attempt}`),
         attemptFailed: (failure) => note(`failed ${failure.machine} ${failure.attempt} ${failure.error}`),
-        cleanupFailed: (target, error) => note(`cleanup failed ${target.machineId} ${error._tag}`)
+        cleanupFailed: (target, error) => note(`cleanup failed ${target.machineId} ${error._tag}`),
+        probed: () => {}
       })
     )
     yield* TestClock.adjust("10 minutes")
@@ -121,7 +122,8 @@ describe("StartupPolicy (alone: Simulated machines, TestClock)", () => {
           attemptStarted: noop,
           probing: noop,
           attemptFailed: noop,
-          cleanupFailed: noop
+          cleanupFailed: noop,
+          probed: () => {}
         })
       )
       yield* TestClock.adjust("1 second")
