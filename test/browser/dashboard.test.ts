@@ -2,7 +2,7 @@ import { mkdirSync, statSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import type { BrowserContext, Page } from "playwright-core"
+import type { BrowserContext } from "playwright-core"
 import {
   browserAvailable,
   browserRequired,
@@ -11,6 +11,8 @@ import {
   openPage,
   reportNotRun,
   statesOf,
+  tabTo,
+  textOf,
   waitFor
 } from "../fixtures/Browser.ts"
 import { ensureBundle } from "../fixtures/Bundle.ts"
@@ -71,18 +73,7 @@ const openDashboard = (path = "/") =>
     return { ...watched, gateway }
   })
 
-const text = (page: Page, selector: string) =>
-  Effect.promise(async () => (await page.locator(selector).textContent()) ?? "")
-
-/** Press Tab until the focused element matches `selector`: the page is usable from the keyboard alone. */
-const tabTo = (page: Page, selector: string, presses = 60) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < presses; i++) {
-      await page.keyboard.press("Tab")
-      if (await page.evaluate(`document.activeElement?.matches(${JSON.stringify(selector)}) === true`)) return
-    }
-    throw new Error(`${selector} not reached with ${presses} Tab presses`)
-  })
+const text = textOf
 
 const stateOf = (base: string, id: string) =>
   Effect.map(callJson(`${base}/v1/services/${id}/status`), (response) => response.json.state as string)

@@ -44,8 +44,12 @@ const ago = (ms) => {
   return `${Math.floor(h / 24)} d ago`
 }
 
-/** 0.4 s, 12 s, 3 min 5 s, 1 h 2 min. */
-const duration = (ms) => {
+/**
+ * 0.4 s, 12 s, 3 min 5 s, 1 h 2 min. Never below zero: the gateway's clock is known to within the snapshot's delivery
+ * time, so a phase that has just begun can seem to begin a few ms from now.
+ */
+const duration = (elapsed) => {
+  const ms = Math.max(0, elapsed)
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`
   const s = Math.round(ms / 1000)
   if (s < 60) return `${s} s`
@@ -88,7 +92,19 @@ const api = async (path, options = {}) => {
 const services = new Map(
   boot.services.map((config) => [
     config.serviceId,
-    { config, status: null, steps: [], stepsVersion: 0, history: null, card: null, seenWaiting: null }
+    {
+      config,
+      status: null,
+      /** The state the event stream last gave (null while it is not connected). */
+      eventState: null,
+      eventsSeen: 0,
+      disagreed: 0,
+      steps: [],
+      stepsVersion: 0,
+      history: null,
+      card: null,
+      seenWaiting: null
+    }
   ])
 )
 
@@ -516,6 +532,30 @@ const setLive = (value) => {
   connection.textContent = value ? "live" : "reconnecting…"
 }
 
+/** How many events of each service have arrived: a read asked for before one of them is older than what it said. */
+const eventsSeen = () => new Map([...services].map(([id, service]) => [id, service.eventsSeen]))
+
+/**
+ * A status read (or a start/stop answer) and the event stream travel apart, so a read can be older than an event
+ * already shown, or newer than events still on their way. States come in order from the events (every change of
+ * state is one); a read fills in the rest (queue, in flight, attempt, waiting, draining, last error). A read is
+ * shown only when no event of its service came after it was asked for, and when it agrees with the state the events
+ * gave; otherwise it waits for the events, and a few reads in a row that disagree win (a stream that lost events).
+ */
+const applyStatus = (status, asked) => {
+  const service = services.get(status.serviceId)
+  if (service === undefined || service.eventsSeen !== asked.get(status.serviceId)) return
+  if (live && service.eventState !== null && status.state !== service.eventState && service.disagreed < 3) {
+    service.disagreed++
+    setTimeout(refreshStatus, 300)
+    return
+  }
+  service.disagreed = 0
+  service.eventState = live ? status.state : null
+  service.status = status
+  renderService(status.serviceId)
+}
+
 /** One read at a time; one asked for meanwhile runs right after it, so the page never rests on a stale read. */
 let refreshing = false
 let refreshAgain = false
@@ -528,13 +568,9 @@ const refreshStatus = async () => {
   try {
     do {
       refreshAgain = false
+      const asked = eventsSeen()
       const body = await api("/v1/services")
-      for (const status of body.services) {
-        const service = services.get(status.serviceId)
-        if (service === undefined) continue
-        service.status = status
-        renderService(status.serviceId)
-      }
+      for (const status of body.services) applyStatus(status, asked)
     } while (refreshAgain)
   } catch {
     setLive(false)
@@ -547,6 +583,8 @@ const onEvent = (type) => (message) => {
   const data = JSON.parse(message.data)
   const service = services.get(data.serviceId)
   if (service === undefined) return
+  service.eventsSeen++
+  if (type === "state") service.eventState = data.to
   if (type === "state" && service.status !== null) {
     // Until the status read that follows: what belonged to the state it left goes with it.
     const { waitingFor: _w, draining: _d, attempt: _a, ...rest } = service.status
@@ -594,6 +632,16 @@ const connect = () => {
     // After a gateway restart with another config, this page's service list is stale.
     const ids = data.services.map((s) => s.serviceId).sort()
     if (ids.join(",") !== [...services.keys()].sort().join(",")) return location.reload()
+    for (const { serviceId, state } of data.services) {
+      const service = services.get(serviceId)
+      service.eventsSeen++
+      service.eventState = state
+      if (service.status !== null && service.status.state !== state) {
+        const { waitingFor: _w, draining: _d, attempt: _a, ...rest } = service.status
+        service.status = { ...rest, state }
+        renderService(serviceId)
+      }
+    }
     setLive(true)
     void refreshStatus()
     void refreshHistory()
@@ -621,9 +669,8 @@ const tick = () => {
 const act = async (id, action) => {
   showMessage("")
   try {
-    const status = await api(`/v1/services/${encodeURIComponent(id)}/${action}`, { method: "POST" })
-    services.get(id).status = status
-    renderService(id)
+    const asked = eventsSeen()
+    applyStatus(await api(`/v1/services/${encodeURIComponent(id)}/${action}`, { method: "POST" }), asked)
   } catch (error) {
     showMessage(`${action} ${id}: ${error.message}`)
   }
@@ -633,13 +680,9 @@ const act = async (id, action) => {
 const unloadGroup = async (name) => {
   showMessage("")
   try {
+    const asked = eventsSeen()
     const body = await api(`/v1/groups/${encodeURIComponent(name)}/stop`, { method: "POST" })
-    for (const status of body.services) {
-      const service = services.get(status.serviceId)
-      if (service === undefined) continue
-      service.status = status
-      renderService(status.serviceId)
-    }
+    for (const status of body.services) applyStatus(status, asked)
   } catch (error) {
     showMessage(`unload ${name}: ${error.message}`)
   }
