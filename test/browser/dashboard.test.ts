@@ -1,7 +1,7 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Fiber, Layer } from "effect"
 import type { BrowserContext } from "playwright-core"
 import {
   browserAvailable,
@@ -25,8 +25,11 @@ const PASSWORD = "a dashboard password"
 
 const configFile = async (extra = "") => {
   const dir = tempDir("hestia-browser-")
-  const [web, broken] = await Promise.all([freePort(), freePort()])
+  const [web, broken, chat, embed] = await Promise.all([freePort(), freePort(), freePort(), freePort()])
   const services =
+    // An exclusive group first: the README's picture shows it swapping its members.
+    processService("chat", chat, { settings: { idle_timeout_ms: 0 } }) +
+    processService("embed", embed, { extraArgs: ["--boot-ms", "600"], settings: { idle_timeout_ms: 0 } }) +
     processService("web", web, {
       // Long enough a boot that "starting" is on screen for a while.
       extraArgs: ["--boot-ms", "700"],
@@ -40,7 +43,8 @@ const configFile = async (extra = "") => {
   const file = Path.join(dir, "hestia.yml")
   writeFileSync(
     file,
-    `server: { host: 127.0.0.1, port: 0 }\ndatabase: ${JSON.stringify(Path.join(dir, "hestia.db"))}\n${extra}services:\n${services}`
+    `server: { host: 127.0.0.1, port: 0 }\ndatabase: ${JSON.stringify(Path.join(dir, "hestia.db"))}\n${extra}` +
+      `groups:\n  gpu: { exclusive: true, members: [chat, embed] }\nservices:\n${services}`
   )
   return file
 }
@@ -99,7 +103,11 @@ if (!browserAvailable && !browserRequired) {
               yield* Effect.promise(() =>
                 page.evaluate(`[...document.querySelectorAll("[data-service]")].map((c) => c.dataset.service)`)
               ),
-              ["web", "broken", "remote"]
+              ["chat", "embed", "web", "broken", "remote"]
+            )
+            assert.strictEqual(
+              yield* Effect.promise(() => page.locator('[data-group="gpu"] [data-service]').count()),
+              2
             )
             assert.include(yield* text(page, card("web")), "process")
             assert.include(yield* text(page, card("remote")), "external")
@@ -266,6 +274,19 @@ if (!browserAvailable && !browserRequired) {
           yield* Effect.promise(() => page.locator(`${card("broken")} details.error summary`).click())
           yield* Effect.promise(() => page.locator("#logs-service").selectOption("web"))
           yield* waitFor(page, '#logs-output span:has-text("request 4")')
+          // The group swapping its members: chat finishing an open request for embed, which waits for it.
+          assert.strictEqual(
+            (yield* call(`${gateway.url}/v1/services/chat/start?wait=true`, { method: "POST" })).status,
+            200
+          )
+          const open = yield* Effect.fork(call(`${gateway.url}/services/chat/slow?ms=4000`))
+          yield* eventually(
+            Effect.map(callJson(`${gateway.url}/v1/services/chat/status`), (r) => r.json.inFlight),
+            (n) => n === 1
+          )
+          yield* call(`${gateway.url}/v1/services/embed/start`, { method: "POST" })
+          yield* waitFor(page, `${card("chat")}[data-phase="draining"]`)
+          yield* waitFor(page, `${card("embed")}[data-phase="waiting"]`)
           const dir = tempDir("hestia-screenshots-")
           const wide = Path.join(dir, "dashboard.png")
           yield* Effect.promise(() => page.screenshot({ path: wide, fullPage: true }))
@@ -273,8 +294,16 @@ if (!browserAvailable && !browserRequired) {
           // HESTIA_SCREENSHOT=1 npx vitest run test/browser: refresh the README's picture from this run.
           if (process.env.HESTIA_SCREENSHOT === "1") {
             mkdirSync(Path.join(repoRoot, "docs"), { recursive: true })
-            yield* Effect.promise(() => page.screenshot({ path: Path.join(repoRoot, "docs/dashboard.png") }))
+            yield* Effect.promise(() =>
+              page.screenshot({
+                path: Path.join(repoRoot, "docs/dashboard.png"),
+                fullPage: true,
+                clip: { x: 0, y: 0, width: 1200, height: 1240 }
+              })
+            )
           }
+          assert.strictEqual((yield* Fiber.join(open)).status, 200)
+          yield* waitFor(page, `${card("embed")}[data-state="hot"]`)
 
           yield* Effect.promise(() => page.setViewportSize({ width: 375, height: 800 }))
           const overflow = yield* Effect.promise(
@@ -360,6 +389,8 @@ if (!browserAvailable && !browserRequired) {
         yield* waitFor(page, `${card("web")}[data-state="starting"]`)
         yield* waitFor(page, `${card("web")}[data-state="hot"]`)
         assert.deepStrictEqual((yield* statesOf(page, "web")).slice(-3), ["cold", "starting", "hot"])
+        // The log stream, behind the same login.
+        yield* Effect.promise(() => page.locator("#logs-service").selectOption("web"))
         yield* waitFor(page, '#logs-output span:has-text("upstream listening on")')
         assert.deepStrictEqual(errors, [])
       })
