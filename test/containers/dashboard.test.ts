@@ -74,8 +74,8 @@ if (!browserAvailable && !browserRequired) {
 
           const labelled = card("labelled")
           yield* waitFor(page, `${labelled}[data-state="cold"]`)
-          assert.include(yield* textOf(page, `${labelled} .card-head`), "labels")
-          assert.notInclude(yield* textOf(page, `${card("made")} .card-head`), "labels")
+          assert.include(yield* textOf(page, `${labelled} .card-head`), "from labels")
+          assert.notInclude(yield* textOf(page, `${card("made")} .card-head`), "from labels")
           assert.include(yield* textOf(page, `${labelled} .facts`), `${name} (not seen yet)`)
           assert.include(yield* textOf(page, `${labelled} .facts`), "container")
 

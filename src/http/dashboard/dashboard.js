@@ -200,7 +200,7 @@ const buildCard = (id, service, headingLevel) => {
   }
   const badges = el("span", { class: "badges" })
   if (service.config.source === "labels") {
-    badges.append(el("span", { class: "badge", text: "labels", title: "discovered from its container's labels" }))
+    badges.append(el("span", { class: "badge", text: "from labels", title: "discovered from its container's labels" }))
   }
   if (service.config.persistent) {
     badges.append(el("span", { class: "badge", text: "persistent", title: "never evicted from its group" }))
@@ -433,7 +433,9 @@ const renderGroup = (group) => {
   const running = members
     .filter((s) => s.status.state !== "cold")
     .map((s) => `${s.config.serviceId} ${phaseOf(s.status)}`)
-  group.node.summary.textContent = running.length === 0 ? "nothing running" : running.join(" · ")
+  // A live region: written only when it changes, so a screen reader hears each change once.
+  const summary = running.length === 0 ? "nothing running" : running.join(" · ")
+  if (group.node.summary.textContent !== summary) group.node.summary.textContent = summary
   const idle = members.every((s) => s.status.state === "cold")
   if (idle && document.activeElement === group.node.unload) group.node.members.querySelector("button")?.focus()
   group.node.unload.disabled = idle
