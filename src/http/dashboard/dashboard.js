@@ -900,6 +900,8 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") {
     events?.close()
     events = null
+    // States no longer follow the events: the snapshot on return sets them again.
+    setLive(false)
     logSource?.close()
     logSource = null
   } else {
