@@ -5,7 +5,8 @@
 // Routes: /health, /echo/*, /bytes?n=, /ndjson?lines=&interval=, /sse?events=&interval=, /gzip, /slow?ms=,
 //         /mirror (answers the request body as sent), /_seen (requests seen so far),
 //         /print?text=&stream=stderr (prints text, one line, to stdout or stderr), /_env (the names, not the
-//         values, of its environment variables), anything else → echo.
+//         values, of its environment variables), /exit?code= (answers, says so on stderr, then exits with that
+//         code: a service that dies while hot), anything else → echo.
 import { createHash } from "node:crypto"
 import { appendFileSync } from "node:fs"
 import { createServer } from "node:http"
@@ -66,6 +67,12 @@ const server = createServer((req, res) => {
         if (url.searchParams.get("stream") === "stderr") console.error(text)
         else console.log(text)
         return json(res, 200, { printed: text })
+      }
+      case "/exit": {
+        const code = Number(url.searchParams.get("code") ?? "1")
+        console.error(`exiting with code ${code}, as asked`)
+        res.on("finish", () => process.exit(code))
+        return json(res, 200, { exiting: code })
       }
       case "/mirror":
         res.writeHead(200, { "content-type": req.headers["content-type"] ?? "application/octet-stream" })

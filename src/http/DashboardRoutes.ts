@@ -40,17 +40,35 @@ export class DashboardAssets extends Effect.Service<DashboardAssets>()("hestia/D
   sync: loadAssets
 }) {}
 
-/** What the page needs from the config (as it is when the page is served): embedded in it, so it needs no route. */
-export const bootData = (config: Settings, authEnabled: boolean) => ({
-  authEnabled,
-  services: Array.from(config.services.values(), (service) => ({
-    serviceId: service.id,
-    kind: service.kind,
-    idleTimeoutMs: service.idleTimeoutMs,
-    attemptsPerMachine: service.retryCount + 1,
-    machines: targetsFor(service, config).map((target) => target.machineId)
-  }))
-})
+/**
+ * What the page needs from the config (fixed for the gateway's lifetime, label discovery included): embedded in it,
+ * so it needs no route. A service's `group` is the first group that names it, as its status says.
+ */
+export const bootData = (config: Settings, authEnabled: boolean) => {
+  const groups = [...config.groups.values()]
+  return {
+    authEnabled,
+    services: Array.from(config.services.values(), (service) => {
+      const group = groups.find((g) => g.members.includes(service.id))
+      return {
+        serviceId: service.id,
+        kind: service.kind,
+        source: service.source,
+        group: group?.id ?? null,
+        persistent: group?.persistent.includes(service.id) ?? false,
+        idleTimeoutMs: service.idleTimeoutMs,
+        attemptsPerMachine: service.retryCount + 1,
+        machines: targetsFor(service, config).map((target) => target.machineId)
+      }
+    }),
+    groups: groups.map((group) => ({
+      name: group.id,
+      exclusive: group.exclusive,
+      members: group.members,
+      persistent: group.persistent
+    }))
+  }
+}
 
 const escapeHtml = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!)

@@ -1,8 +1,8 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
-import type { BrowserContext, Page } from "playwright-core"
+import { Context, Effect, Fiber, Layer } from "effect"
+import type { BrowserContext } from "playwright-core"
 import {
   browserAvailable,
   browserRequired,
@@ -11,6 +11,8 @@ import {
   openPage,
   reportNotRun,
   statesOf,
+  tabTo,
+  textOf,
   waitFor
 } from "../fixtures/Browser.ts"
 import { ensureBundle } from "../fixtures/Bundle.ts"
@@ -23,8 +25,11 @@ const PASSWORD = "a dashboard password"
 
 const configFile = async (extra = "") => {
   const dir = tempDir("hestia-browser-")
-  const [web, broken] = await Promise.all([freePort(), freePort()])
+  const [web, broken, chat, embed] = await Promise.all([freePort(), freePort(), freePort(), freePort()])
   const services =
+    // An exclusive group first: the README's picture shows it swapping its members.
+    processService("chat", chat, { settings: { idle_timeout_ms: 0 } }) +
+    processService("embed", embed, { extraArgs: ["--boot-ms", "600"], settings: { idle_timeout_ms: 0 } }) +
     processService("web", web, {
       // Long enough a boot that "starting" is on screen for a while.
       extraArgs: ["--boot-ms", "700"],
@@ -38,7 +43,8 @@ const configFile = async (extra = "") => {
   const file = Path.join(dir, "hestia.yml")
   writeFileSync(
     file,
-    `server: { host: 127.0.0.1, port: 0 }\ndatabase: ${JSON.stringify(Path.join(dir, "hestia.db"))}\n${extra}services:\n${services}`
+    `server: { host: 127.0.0.1, port: 0 }\ndatabase: ${JSON.stringify(Path.join(dir, "hestia.db"))}\n${extra}` +
+      `groups:\n  gpu: { exclusive: true, members: [chat, embed] }\nservices:\n${services}`
   )
   return file
 }
@@ -71,18 +77,7 @@ const openDashboard = (path = "/") =>
     return { ...watched, gateway }
   })
 
-const text = (page: Page, selector: string) =>
-  Effect.promise(async () => (await page.locator(selector).textContent()) ?? "")
-
-/** Press Tab until the focused element matches `selector`: the page is usable from the keyboard alone. */
-const tabTo = (page: Page, selector: string, presses = 60) =>
-  Effect.promise(async () => {
-    for (let i = 0; i < presses; i++) {
-      await page.keyboard.press("Tab")
-      if (await page.evaluate(`document.activeElement?.matches(${JSON.stringify(selector)}) === true`)) return
-    }
-    throw new Error(`${selector} not reached with ${presses} Tab presses`)
-  })
+const text = textOf
 
 const stateOf = (base: string, id: string) =>
   Effect.map(callJson(`${base}/v1/services/${id}/status`), (response) => response.json.state as string)
@@ -108,7 +103,11 @@ if (!browserAvailable && !browserRequired) {
               yield* Effect.promise(() =>
                 page.evaluate(`[...document.querySelectorAll("[data-service]")].map((c) => c.dataset.service)`)
               ),
-              ["web", "broken", "remote"]
+              ["chat", "embed", "web", "broken", "remote"]
+            )
+            assert.strictEqual(
+              yield* Effect.promise(() => page.locator('[data-group="gpu"] [data-service]').count()),
+              2
             )
             assert.include(yield* text(page, card("web")), "process")
             assert.include(yield* text(page, card("remote")), "external")
@@ -275,6 +274,19 @@ if (!browserAvailable && !browserRequired) {
           yield* Effect.promise(() => page.locator(`${card("broken")} details.error summary`).click())
           yield* Effect.promise(() => page.locator("#logs-service").selectOption("web"))
           yield* waitFor(page, '#logs-output span:has-text("request 4")')
+          // The group swapping its members: chat finishing an open request for embed, which waits for it.
+          assert.strictEqual(
+            (yield* call(`${gateway.url}/v1/services/chat/start?wait=true`, { method: "POST" })).status,
+            200
+          )
+          const open = yield* Effect.fork(call(`${gateway.url}/services/chat/slow?ms=4000`))
+          yield* eventually(
+            Effect.map(callJson(`${gateway.url}/v1/services/chat/status`), (r) => r.json.inFlight),
+            (n) => n === 1
+          )
+          yield* call(`${gateway.url}/v1/services/embed/start`, { method: "POST" })
+          yield* waitFor(page, `${card("chat")}[data-phase="draining"]`)
+          yield* waitFor(page, `${card("embed")}[data-phase="waiting"]`)
           const dir = tempDir("hestia-screenshots-")
           const wide = Path.join(dir, "dashboard.png")
           yield* Effect.promise(() => page.screenshot({ path: wide, fullPage: true }))
@@ -282,8 +294,16 @@ if (!browserAvailable && !browserRequired) {
           // HESTIA_SCREENSHOT=1 npx vitest run test/browser: refresh the README's picture from this run.
           if (process.env.HESTIA_SCREENSHOT === "1") {
             mkdirSync(Path.join(repoRoot, "docs"), { recursive: true })
-            yield* Effect.promise(() => page.screenshot({ path: Path.join(repoRoot, "docs/dashboard.png") }))
+            yield* Effect.promise(() =>
+              page.screenshot({
+                path: Path.join(repoRoot, "docs/dashboard.png"),
+                fullPage: true,
+                clip: { x: 0, y: 0, width: 1200, height: 1240 }
+              })
+            )
           }
+          assert.strictEqual((yield* Fiber.join(open)).status, 200)
+          yield* waitFor(page, `${card("embed")}[data-state="hot"]`)
 
           yield* Effect.promise(() => page.setViewportSize({ width: 375, height: 800 }))
           const overflow = yield* Effect.promise(
@@ -369,6 +389,8 @@ if (!browserAvailable && !browserRequired) {
         yield* waitFor(page, `${card("web")}[data-state="starting"]`)
         yield* waitFor(page, `${card("web")}[data-state="hot"]`)
         assert.deepStrictEqual((yield* statesOf(page, "web")).slice(-3), ["cold", "starting", "hot"])
+        // The log stream, behind the same login.
+        yield* Effect.promise(() => page.locator("#logs-service").selectOption("web"))
         yield* waitFor(page, '#logs-output span:has-text("upstream listening on")')
         assert.deepStrictEqual(errors, [])
       })

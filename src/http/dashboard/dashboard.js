@@ -44,8 +44,12 @@ const ago = (ms) => {
   return `${Math.floor(h / 24)} d ago`
 }
 
-/** 0.4 s, 12 s, 3 min 5 s, 1 h 2 min. */
-const duration = (ms) => {
+/**
+ * 0.4 s, 12 s, 3 min 5 s, 1 h 2 min. Never below zero: the gateway's clock is known to within the snapshot's delivery
+ * time, so a phase that has just begun can seem to begin a few ms from now.
+ */
+const duration = (elapsed) => {
+  const ms = Math.max(0, elapsed)
   if (ms < 10_000) return `${(ms / 1000).toFixed(1)} s`
   const s = Math.round(ms / 1000)
   if (s < 60) return `${s} s`
@@ -88,9 +92,26 @@ const api = async (path, options = {}) => {
 const services = new Map(
   boot.services.map((config) => [
     config.serviceId,
-    { config, status: null, steps: [], stepsVersion: 0, history: null, card: null }
+    {
+      config,
+      status: null,
+      /** The state the event stream last gave (null while it is not connected). */
+      eventState: null,
+      eventsSeen: 0,
+      disagreed: 0,
+      steps: [],
+      stepsVersion: 0,
+      history: null,
+      card: null,
+      seenWaiting: null
+    }
   ])
 )
+
+/** Per group: its config (members in file order) and its heading's controls. */
+const groups = new Map(boot.groups.map((config) => [config.name, { config, node: null }]))
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`
 
 const stepText = (service, event) => {
   const of = service.config.attemptsPerMachine
@@ -105,75 +126,124 @@ const stepText = (service, event) => {
       return `ready on ${event.machine} after ${duration(event.durationMs)}`
     case "start_failed":
       return `start failed after ${event.attempts.length} attempt(s)`
+    case "evicted":
+      return `evicted for ${event.by} after ${duration(event.waitedMs)} draining${
+        event.cut > 0 ? `, ${plural(event.cut, "open request")} cut` : ""
+      }`
+    case "upstream_gone":
+      return `went away: ${event.reason}`
     default:
       return event.type
   }
 }
 
-const STEP_TYPES = new Set(["start_requested", "attempt_started", "attempt_failed", "ready", "start_failed"])
+/** Events that tell the story of a start (or of an end): the first of each story clears the previous one. */
+const STEP_TYPES = new Set([
+  "start_requested",
+  "attempt_started",
+  "attempt_failed",
+  "ready",
+  "start_failed",
+  "evicted",
+  "upstream_gone"
+])
+const STORY_STARTS = new Set(["start_requested", "evicted", "upstream_gone"])
 
-/** A lifecycle event as a step of the service's start: a new start clears the previous steps. */
-const addStep = (service, event) => {
-  if (!STEP_TYPES.has(event.type)) return
-  if (event.type === "start_requested") service.steps = []
-  const at = typeof event.at === "string" ? Date.parse(event.at) : event.at
-  const kind =
-    event.type === "attempt_failed" || event.type === "start_failed" ? "fail" : event.type === "ready" ? "done" : ""
-  service.steps.push({ at, text: stepText(service, event), kind })
+const pushStep = (service, step) => {
+  service.steps.push(step)
   service.stepsVersion++
 }
 
-const buildCard = (id, service) => {
+/** A lifecycle event as a step of the service's start (or eviction): a new story clears the previous steps. */
+const addStep = (service, event) => {
+  if (!STEP_TYPES.has(event.type)) return
+  if (STORY_STARTS.has(event.type)) service.steps = []
+  const at = typeof event.at === "string" ? Date.parse(event.at) : event.at
+  const kind =
+    event.type === "attempt_failed" || event.type === "start_failed" || event.type === "upstream_gone"
+      ? "fail"
+      : event.type === "ready"
+        ? "done"
+        : ""
+  pushStep(service, { at, text: stepText(service, event), kind, type: event.type })
+}
+
+/**
+ * What the card shows as its state: the API's four, and the two moments of an exclusive group that status tells
+ * apart: `waiting` (starting, but for another member to make room) and `draining` (hot, finishing its open requests
+ * before an eviction).
+ */
+const phaseOf = (status) =>
+  status.state === "starting" && status.waitingFor !== undefined
+    ? "waiting"
+    : status.state === "hot" && status.draining !== undefined
+      ? "draining"
+      : status.state
+
+const KIND_NAMES = { process: "process", semaphore: "Semaphore task", container: "container", external: "external" }
+
+const buildCard = (id, service, headingLevel) => {
   const fact = (label) => {
     const value = el("dd", { text: "–" })
     return { node: el("div", {}, [el("dt", { text: label }), value]), value }
   }
+  const kind = service.config.kind
   const facts = {
     kind: fact("Kind"),
     machine: fact("Machine"),
     queue: fact("Queue"),
     inFlight: fact("In flight"),
     lastActivity: fact("Last activity"),
-    idle: fact("Idle stop")
+    idle: fact("Idle stop"),
+    ...(kind === "container" ? { container: fact("Container"), image: fact("Image") } : {}),
+    ...(kind === "semaphore" ? { task: fact("Task") } : {})
   }
+  const badges = el("span", { class: "badges" })
+  if (service.config.source === "labels") {
+    badges.append(el("span", { class: "badge", text: "from labels", title: "discovered from its container's labels" }))
+  }
+  if (service.config.persistent) {
+    badges.append(el("span", { class: "badge", text: "persistent", title: "never evicted from its group" }))
+  }
+  const created = el("span", { class: "badge", text: "created by Hestia", hidden: true })
+  badges.append(created)
   const state = el("span", { class: "state", text: "…" })
   const start = el("button", { type: "button", class: "primary", text: "Start", "aria-label": `Start ${id}` })
   const stop = el("button", { type: "button", text: "Stop", "aria-label": `Stop ${id}` })
   const logs = el("button", { type: "button", text: "Logs", "aria-label": `Show the logs of ${id}` })
   const steps = el("ol", { class: "steps", "aria-label": `Steps of the start of ${id}`, "aria-live": "polite" })
-  const waiting = el("p", { class: "waiting at", hidden: true })
+  const progress = el("p", { class: "progress", hidden: true })
   const errorSummary = el("summary")
+  const errorMessage = el("pre", { class: "error-message" })
   const attempts = el("tbody")
-  const error = el("details", { class: "error", hidden: true }, [
-    errorSummary,
-    el("table", { class: "attempts" }, [
-      el("thead", {}, [
-        el("tr", {}, [
-          el("th", { text: "#" }),
-          el("th", { text: "Machine" }),
-          el("th", { text: "Error" }),
-          el("th", { text: "Message" })
-        ])
-      ]),
-      attempts
-    ])
+  const attemptsTable = el("table", { class: "attempts" }, [
+    el("thead", {}, [
+      el("tr", {}, [
+        el("th", { text: "#" }),
+        el("th", { text: "Machine" }),
+        el("th", { text: "Error" }),
+        el("th", { text: "Message" })
+      ])
+    ]),
+    attempts
   ])
+  const error = el("details", { class: "error", hidden: true }, [errorSummary, errorMessage, attemptsTable])
   const requestsChart = el("figure", { class: "chart" })
   const coldChart = el("figure", { class: "chart" })
-  const card = el("li", { class: "card", "data-service": id, "data-state": "cold" }, [
-    el("div", { class: "card-head" }, [el("h3", { text: id }), state]),
+  const card = el("li", { class: "card", "data-service": id, "data-state": "cold", "data-phase": "cold" }, [
+    el("div", { class: "card-head" }, [el(`h${headingLevel}`, { text: id }), badges, state]),
     el(
       "dl",
       { class: "facts" },
       Object.values(facts).map((f) => f.node)
     ),
+    progress,
     steps,
-    waiting,
     error,
     el("div", { class: "charts" }, [requestsChart, coldChart]),
     el("div", { class: "actions" }, [start, stop, logs])
   ])
-  facts.kind.value.textContent = service.config.kind
+  facts.kind.value.textContent = KIND_NAMES[kind] ?? kind
   start.addEventListener("click", () => act(id, "start"))
   stop.addEventListener("click", () => act(id, "stop"))
   logs.addEventListener("click", () => {
@@ -185,17 +255,48 @@ const buildCard = (id, service) => {
     card,
     state,
     facts,
+    created,
     start,
     stop,
     steps,
     stepsShown: -1,
-    waiting,
+    progress,
     error,
     errorSummary,
+    errorMessage,
+    attemptsTable,
     attempts,
     requestsChart,
     coldChart
   }
+}
+
+/** A group: its name, what it is, an Unload button, and its members' cards under it. */
+const buildGroup = (group, index) => {
+  const name = group.config.name
+  const titleId = `group-${index}`
+  const unload = el("button", {
+    type: "button",
+    class: "unload",
+    text: "Unload",
+    "aria-label": `Unload group ${name}: stop every member`
+  })
+  const summary = el("p", { class: "group-summary", role: "status" })
+  const members = el("ul", { class: "services members", "aria-labelledby": titleId })
+  const node = el("li", { class: "group", "data-group": name }, [
+    el("div", { class: "group-head" }, [
+      el("h3", { id: titleId }, [el("span", { class: "muted", text: "group " }), document.createTextNode(name)]),
+      el("span", {
+        class: "badge",
+        text: group.config.exclusive ? "exclusive: one at a time" : `${plural(group.config.members.length, "member")}`
+      }),
+      summary,
+      unload
+    ]),
+    members
+  ])
+  unload.addEventListener("click", () => unloadGroup(name))
+  return { node, unload, summary, members }
 }
 
 /** Disable a button, first moving the keyboard focus to `instead` if the button had it. */
@@ -204,19 +305,45 @@ const setDisabled = (button, disabled, instead) => {
   button.disabled = disabled
 }
 
+const taskText = (automation) => {
+  const task = automation?.current_task ?? automation?.last_task
+  if (task === null || task === undefined) return "none yet"
+  const text = `#${task.id} ${task.action}: ${task.status}`
+  if (automation.current_task !== null) return `${text} (${duration(now() - Date.parse(task.started_at))})`
+  return task.finished_at === null ? text : `${text}, ${ago(now() - Date.parse(task.finished_at))}`
+}
+
+/** The line under the facts while something is under way: waiting, the attempt in progress, draining. */
+const progressText = (service, phase, first) => {
+  const status = service.status
+  if (phase === "waiting") {
+    const since = first ?? service.seenWaiting ?? now()
+    return `waiting for ${status.waitingFor} to make room — ${duration(now() - since)}`
+  }
+  if (phase === "draining") {
+    const open =
+      status.inFlight === 0 ? "its requests have ended" : `${plural(status.inFlight, "open request")} to finish`
+    return `draining for ${status.draining.by}: ${open} — ${duration(now() - Date.parse(status.draining.since))}`
+  }
+  if (phase !== "starting") return null
+  const attempt = status.attempt
+  const total = first === undefined ? "" : ` (${duration(now() - first)} in all)`
+  if (attempt === undefined) return `starting…${total}`
+  const doing = attempt.phase === "probing" ? "probing health" : "starting"
+  return `attempt ${attempt.number}/${attempt.of} on ${attempt.machine} — ${doing} for ${duration(now() - Date.parse(attempt.since))}${total}`
+}
+
 const renderService = (id) => {
   const service = services.get(id)
   const card = service.card
   const status = service.status
   if (status === null) return
   const state = status.state
+  const phase = phaseOf(status)
   card.card.dataset.state = state
-  card.state.textContent = state
-  const attempt = status.attempt
-  card.facts.machine.value.textContent =
-    attempt?.machine !== undefined && state === "starting"
-      ? `${attempt.machine} (attempt ${attempt.number}/${attempt.of}, ${attempt.phase})`
-      : (status.machineId ?? "–")
+  card.card.dataset.phase = phase
+  card.state.textContent = phase
+  card.facts.machine.value.textContent = status.machineId ?? "–"
   card.facts.queue.value.textContent = `${status.queuePending} / ${status.queueCapacity}`
   card.facts.inFlight.value.textContent = String(status.inFlight)
   const last = status.lastActivity === null ? null : Date.parse(status.lastActivity)
@@ -226,40 +353,66 @@ const renderService = (id) => {
   card.facts.idle.value.textContent =
     idleMs === 0
       ? "never"
-      : state !== "hot"
+      : phase !== "hot"
         ? "–"
         : status.inFlight > 0
           ? "after the open requests"
           : `in ${duration(Math.max(0, (last ?? now()) + idleMs - now()))}`
+  const container = status.container
+  if (card.facts.container !== undefined && container !== undefined) {
+    card.facts.container.value.textContent = `${container.name} (${container.state ?? "not seen yet"})`
+    card.facts.container.value.title = `${container.id ?? "no id yet"} on ${container.engine}`
+    card.facts.image.value.textContent = container.image ?? "–"
+    card.created.hidden = !container.created_by_hestia
+  }
+  if (card.facts.task !== undefined) card.facts.task.value.textContent = taskText(status.automation)
 
   setDisabled(card.start, state === "hot" || state === "starting", card.stop)
   setDisabled(card.stop, state === "cold" || state === "stopping", card.start)
 
+  // A start that waits for its group: a step of its own, the first time status shows it. It has waited since it was
+  // requested (the group's gate is its first step).
+  const lastStep = service.steps.at(-1)
+  if (phase === "waiting") {
+    service.seenWaiting ??= now()
+    if (lastStep?.type === "start_requested") {
+      const text = `waiting for ${status.waitingFor} to make room`
+      pushStep(service, { at: lastStep.at, text, kind: "", type: "wait" })
+    }
+  } else service.seenWaiting = null
+
   // The steps of the current (or last) start, with the time since the start was requested. The list is a live
-  // region: it is rebuilt only when a step is added, and the running clock sits outside it.
-  const first = service.steps[0]?.at
+  // region: it is rebuilt only when a step was added, so a screen reader hears each step once.
+  const first = service.steps[0]?.type === "start_requested" ? service.steps[0].at : undefined
+  const storyStart = service.steps[0]?.at
   if (card.stepsShown !== service.stepsVersion) {
     card.stepsShown = service.stepsVersion
     card.steps.replaceChildren(
       ...service.steps.map((step) =>
         el("li", { class: step.kind }, [
-          el("span", { class: "at", text: `+${duration(step.at - first)} ` }),
+          el("span", { class: "at", text: `+${duration(step.at - storyStart)} ` }),
           document.createTextNode(step.text)
         ])
       )
     )
   }
-  const waiting = state === "starting" && first !== undefined
-  card.waiting.hidden = !waiting
-  if (waiting) {
-    const phase = attempt?.phase === undefined ? "" : ` (${attempt.phase})`
-    card.waiting.textContent = `waiting${phase}… ${duration(now() - first)} so far`
-  }
+  const progress = progressText(service, phase, first)
+  card.progress.hidden = progress === null
+  if (progress !== null) card.progress.textContent = progress
 
   const error = status.lastError
   card.error.hidden = error === null
   if (error !== null) {
-    card.errorSummary.textContent = `Last error: ${error.error} — ${error.message}`
+    const hasAttempts = error.attempts.length > 0
+    // A start that failed lists its attempts; an instance that died on its own (a process or container that exited,
+    // an upstream that refused connections) has none: its message, with any output lines it carries, is the story.
+    const [headline, ...rest] = error.message.split("\n")
+    card.errorSummary.textContent = hasAttempts
+      ? `Last error: ${error.error} — ${headline}`
+      : `Went away while hot: ${error.error} — ${headline}`
+    card.errorMessage.hidden = hasAttempts
+    card.errorMessage.textContent = hasAttempts ? "" : [headline, ...rest].join("\n")
+    card.attemptsTable.hidden = !hasAttempts
     card.attempts.replaceChildren(
       ...error.attempts.map((a) =>
         el("tr", {}, [
@@ -271,6 +424,21 @@ const renderService = (id) => {
       )
     )
   }
+  for (const group of groups.values()) if (group.config.members.includes(id)) renderGroup(group)
+}
+
+const renderGroup = (group) => {
+  if (group.node === null) return
+  const members = group.config.members.map((id) => services.get(id)).filter((s) => s !== undefined && s.status !== null)
+  const running = members
+    .filter((s) => s.status.state !== "cold")
+    .map((s) => `${s.config.serviceId} ${phaseOf(s.status)}`)
+  // A live region: written only when it changes, so a screen reader hears each change once.
+  const summary = running.length === 0 ? "nothing running" : running.join(" · ")
+  if (group.node.summary.textContent !== summary) group.node.summary.textContent = summary
+  const idle = members.every((s) => s.status.state === "cold")
+  if (idle && document.activeElement === group.node.unload) group.node.members.querySelector("button")?.focus()
+  group.node.unload.disabled = idle
 }
 
 // ---------------------------------------------------------------------------
@@ -366,18 +534,46 @@ const setLive = (value) => {
   connection.textContent = value ? "live" : "reconnecting…"
 }
 
+/** How many events of each service have arrived: a read asked for before one of them is older than what it said. */
+const eventsSeen = () => new Map([...services].map(([id, service]) => [id, service.eventsSeen]))
+
+/**
+ * A status read (or a start/stop answer) and the event stream travel apart, so a read can be older than an event
+ * already shown, or newer than events still on their way. States come in order from the events (every change of
+ * state is one); a read fills in the rest (queue, in flight, attempt, waiting, draining, last error). A read is
+ * shown only when no event of its service came after it was asked for, and when it agrees with the state the events
+ * gave; otherwise it waits for the events, and a few reads in a row that disagree win (a stream that lost events).
+ */
+const applyStatus = (status, asked) => {
+  const service = services.get(status.serviceId)
+  if (service === undefined || service.eventsSeen !== asked.get(status.serviceId)) return
+  if (live && service.eventState !== null && status.state !== service.eventState && service.disagreed < 3) {
+    service.disagreed++
+    setTimeout(refreshStatus, 300)
+    return
+  }
+  service.disagreed = 0
+  service.eventState = live ? status.state : null
+  service.status = status
+  renderService(status.serviceId)
+}
+
+/** One read at a time; one asked for meanwhile runs right after it, so the page never rests on a stale read. */
 let refreshing = false
+let refreshAgain = false
 const refreshStatus = async () => {
-  if (refreshing) return
+  if (refreshing) {
+    refreshAgain = true
+    return
+  }
   refreshing = true
   try {
-    const body = await api("/v1/services")
-    for (const status of body.services) {
-      const service = services.get(status.serviceId)
-      if (service === undefined) continue
-      service.status = status
-      renderService(status.serviceId)
-    }
+    do {
+      refreshAgain = false
+      const asked = eventsSeen()
+      const body = await api("/v1/services")
+      for (const status of body.services) applyStatus(status, asked)
+    } while (refreshAgain)
   } catch {
     setLive(false)
   } finally {
@@ -389,8 +585,17 @@ const onEvent = (type) => (message) => {
   const data = JSON.parse(message.data)
   const service = services.get(data.serviceId)
   if (service === undefined) return
+  service.eventsSeen++
+  if (type === "state") service.eventState = data.to
   if (type === "state" && service.status !== null) {
-    service.status = { ...service.status, state: data.to, machineId: data.machine }
+    // Until the status read that follows: what belonged to the state it left goes with it.
+    const { waitingFor: _w, draining: _d, attempt: _a, ...rest } = service.status
+    service.status = { ...rest, state: data.to, machineId: data.machine }
+  }
+  // An attempt has begun: the start no longer waits for its group (the status read that follows has the attempt).
+  if (type === "attempt_started" && service.status !== null) {
+    const { waitingFor: _w, ...rest } = service.status
+    service.status = rest
   }
   addStep(service, { ...data, type })
   renderService(data.serviceId)
@@ -407,6 +612,7 @@ const EVENT_TYPES = [
   "ready",
   "start_failed",
   "idle_stop",
+  "evicted",
   "stopped",
   "stop_failed",
   "upstream_gone",
@@ -428,6 +634,16 @@ const connect = () => {
     // After a gateway restart with another config, this page's service list is stale.
     const ids = data.services.map((s) => s.serviceId).sort()
     if (ids.join(",") !== [...services.keys()].sort().join(",")) return location.reload()
+    for (const { serviceId, state } of data.services) {
+      const service = services.get(serviceId)
+      service.eventsSeen++
+      service.eventState = state
+      if (service.status !== null && service.status.state !== state) {
+        const { waitingFor: _w, draining: _d, attempt: _a, ...rest } = service.status
+        service.status = { ...rest, state }
+        renderService(serviceId)
+      }
+    }
     setLive(true)
     void refreshStatus()
     void refreshHistory()
@@ -455,11 +671,22 @@ const tick = () => {
 const act = async (id, action) => {
   showMessage("")
   try {
-    const status = await api(`/v1/services/${encodeURIComponent(id)}/${action}`, { method: "POST" })
-    services.get(id).status = status
-    renderService(id)
+    const asked = eventsSeen()
+    applyStatus(await api(`/v1/services/${encodeURIComponent(id)}/${action}`, { method: "POST" }), asked)
   } catch (error) {
     showMessage(`${action} ${id}: ${error.message}`)
+  }
+}
+
+/** Unload: every member of the group stopped (a start in progress cancelled); the answer has each one's status. */
+const unloadGroup = async (name) => {
+  showMessage("")
+  try {
+    const asked = eventsSeen()
+    const body = await api(`/v1/groups/${encodeURIComponent(name)}/stop`, { method: "POST" })
+    for (const status of body.services) applyStatus(status, asked)
+  } catch (error) {
+    showMessage(`unload ${name}: ${error.message}`)
   }
 }
 
@@ -489,6 +716,12 @@ const detailText = (row) => {
     case "start_failed":
       return `after ${duration(d.durationMs)}, ${(d.attempts ?? []).length} attempt(s)`
     case "stopped":
+      return d.reason ?? ""
+    case "idle_stop":
+      return `idle for ${duration(d.idleMs)}`
+    case "evicted":
+      return `for ${d.by}, after ${duration(d.waitedMs)} draining${d.cut > 0 ? `; ${plural(d.cut, "open request")} cut` : ""}`
+    case "upstream_gone":
       return d.reason ?? ""
     case "auth_denied":
       return `${d.reason}: ${d.method} ${d.path}`
@@ -600,12 +833,29 @@ const openLogs = async () => {
 // A scrollable region must be reachable with the keyboard to be scrolled with it.
 byId("logs-output").tabIndex = 0
 
+// Services in file order; a group's members together under its heading, where its first member would be.
 const list = byId("services")
+let groupIndex = 0
 for (const [id, service] of services) {
-  service.card = buildCard(id, service)
-  list.append(service.card.card)
+  const group = service.config.group === null ? undefined : groups.get(service.config.group)
+  if (group !== undefined && group.node === null) {
+    group.node = buildGroup(group, groupIndex++)
+    list.append(group.node.node)
+  }
+  service.card = buildCard(id, service, group === undefined ? 3 : 4)
+  const parent = group === undefined ? list : group.node.members
+  parent.append(service.card.card)
   byId("activity-service").append(el("option", { value: id, text: id }))
   byId("logs-service").append(el("option", { value: id, text: id }))
+}
+// A group whose every member is shown under an earlier group still gets its heading and its Unload button.
+for (const group of groups.values()) {
+  if (group.node !== null) continue
+  group.node = buildGroup(group, groupIndex++)
+  group.node.members.replaceWith(
+    el("p", { class: "muted", text: `members: ${group.config.members.join(", ")} (shown under their first group)` })
+  )
+  list.append(group.node.node)
 }
 if (services.size === 0) list.append(el("li", { class: "muted", text: "No services are configured." }))
 
@@ -650,6 +900,8 @@ document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden") {
     events?.close()
     events = null
+    // States no longer follow the events: the snapshot on return sets them again.
+    setLive(false)
     logSource?.close()
     logSource = null
   } else {
