@@ -1,5 +1,6 @@
 import type {
   BadRequest,
+  InvalidModelRequest,
   QueueFull,
   QueueTimeout,
   RequestBodyTimeout,
@@ -9,6 +10,7 @@ import type {
   TooManyFollowers,
   TooManySubscribers,
   Unauthorized,
+  UnknownModel,
   UnknownService,
   UpstreamBodyTooLarge,
   UpstreamPoolFull,
@@ -33,6 +35,8 @@ export type GatewayError =
   | TooManySubscribers
   | BadRequest
   | TooManyFollowers
+  | UnknownModel
+  | InvalidModelRequest
 
 export interface ErrorResponse {
   readonly status: number
@@ -117,6 +121,10 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
       return { status: 503, headers: { "retry-after": RETRY_AFTER_SECONDS }, body: { ...body, limit: error.limit } }
     case "BadRequest":
       return { status: 400, headers: {}, body }
+    case "UnknownModel":
+      return { status: 404, headers: {}, body: { ...body, model: error.model, known: error.known } }
+    case "InvalidModelRequest":
+      return { status: 400, headers: {}, body: { ...body, known: error.known } }
     case "TooManyFollowers":
       return {
         status: 503,
