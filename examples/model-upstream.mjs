@@ -250,6 +250,7 @@ const server = createServer((req, res) => {
       bodyBytes: raw.length,
       body: raw.toString("utf8").slice(0, 2000),
       requestId: req.headers["x-request-id"],
+      authorization: req.headers.authorization ?? null,
       forwardedFor: req.headers["x-forwarded-for"],
       receivedAt: Date.now(),
       finishedAt: null
