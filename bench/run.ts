@@ -26,11 +26,21 @@ import { coldWakeup } from "./scenarios/coldWakeup.ts"
 import { herd } from "./scenarios/herd.ts"
 import { idleServices } from "./scenarios/idleServices.ts"
 import { latency } from "./scenarios/latency.ts"
+import { modelSwap } from "./scenarios/modelSwap.ts"
 import { streaming } from "./scenarios/streaming.ts"
 import { throughput } from "./scenarios/throughput.ts"
 
 /** Every scenario, in the order of the tables. The shared ones run first (in this order), then the `own` ones. */
-const SCENARIOS: ReadonlyArray<Scenario> = [throughput, latency, streaming, bulk, coldWakeup, herd, idleServices]
+const SCENARIOS: ReadonlyArray<Scenario> = [
+  throughput,
+  latency,
+  streaming,
+  bulk,
+  coldWakeup,
+  herd,
+  modelSwap,
+  idleServices
+]
 
 const log = (message: string) => process.stderr.write(`${message}\n`)
 

@@ -6,6 +6,8 @@
 //     [--tokens 5]      tokens per answer (a request's max_tokens / options.num_predict wins)
 //     [--boot-ms 0]     wait this long before listening (a model being loaded)
 //     [--record FILE]   append "start <pid>" to FILE when the process starts (tests count starts with it)
+//     [--marks FILE]    append a JSON line {event, pid, t} when it is spawned, listens and exits (the bench's clock:
+//                       performance.timeOrigin + performance.now(), comparable across processes)
 // OpenAI: GET /v1/models, POST /v1/chat/completions and /v1/completions (SSE when "stream": true), /v1/embeddings.
 // Ollama: GET /api/tags, /api/ps, /api/version, POST /api/chat and /api/generate (NDJSON unless "stream": false, as
 // Ollama), /api/show, /api/embed. Also /health, and /_seen: the requests it got (method, path, model, Content-Length,
@@ -28,7 +30,18 @@ const defaultTokens = Number(option("tokens", "5"))
 const bootMs = Number(option("boot-ms", "0"))
 const record = option("record", undefined)
 if (record !== undefined) appendFileSync(record, `start ${process.pid}\n`)
-process.on("SIGTERM", () => process.exit(0))
+const marks = option("marks", undefined)
+const mark = (event) => {
+  if (marks !== undefined) {
+    const t = performance.timeOrigin + performance.now()
+    appendFileSync(marks, `${JSON.stringify({ event, pid: process.pid, t })}\n`)
+  }
+}
+mark("spawned")
+process.on("SIGTERM", () => {
+  mark("exit")
+  process.exit(0)
+})
 
 const startedAt = new Date().toISOString()
 const seen = []
@@ -260,9 +273,10 @@ const server = createServer((req, res) => {
 })
 
 setTimeout(() => {
-  server.listen(port, "127.0.0.1", () =>
+  server.listen(port, "127.0.0.1", () => {
+    mark("listening")
     console.log(
       `model upstream listening on 127.0.0.1:${server.address().port} pid ${process.pid}, models ${models.join(", ")}`
     )
-  )
+  })
 }, bootMs)
