@@ -114,7 +114,7 @@ export const deprecatedServiceKeys: Readonly<Record<string, string>> = {
   instances:
     "several instances behind one service are not supported yet and the key is ignored; declare one service per instance, or list machines: with {host} in base_url",
   routing:
-    "routing requests by their content is not supported yet and the key is ignored; declare one service per upstream (e.g. per model)"
+    "the key is ignored; to route by the body's model, declare one service per upstream with its models: (and model_aliases:) and call the model endpoints, /openai/v1 and /ollama/api"
 }
 
 /** Accepted (with their warning) and dropped: nothing reads them. `strategy` stays, as written, for the strategies work. */

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Cause, Effect, Either, Exit, FiberId, FiberSet } from "effect"
 import { Auth } from "../auth/Auth.ts"
-import { HestiaConfig } from "../config/HestiaConfig.ts"
+import { HestiaConfig, type ServiceConfig } from "../config/HestiaConfig.ts"
 import { BadRequest, InvalidModelRequest, RequestBodyTimeout, UnknownModel } from "../domain/Errors.ts"
 import type { GatewayError } from "../domain/HttpErrors.ts"
 import { internalErrorResponse, type ModelApi, toModelApiErrorResponse } from "../domain/ModelApiErrors.ts"
@@ -23,8 +23,18 @@ import {
 import { modelOf, withModel } from "./ModelBody.ts"
 import { ProxyListener, type RenderError, writeError } from "./ProxyListener.ts"
 
-/** A body being read to find its model that sends nothing for this long is refused (408): no service is known yet. */
-export const ROUTING_BODY_IDLE_MS = 30_000
+/**
+ * How long a body being read to find its model may send nothing (then 408). No service is chosen yet, so the most
+ * patient one decides: the longest `body_idle_timeout_seconds` of the services that declare models (0 on one of them:
+ * never), and its default when none does.
+ */
+export const routingBodyIdleMs = (services: Iterable<ServiceConfig>) => {
+  const limits = [...services]
+    .filter((service) => service.models.length > 0 || Object.keys(service.modelAliases).length > 0)
+    .map((service) => service.bodyIdleTimeoutMs)
+  if (limits.length === 0) return 30_000
+  return limits.includes(0) ? 0 : Math.max(...limits)
+}
 
 const renderers: Record<ModelApi, RenderError> = {
   openai: (error) => toModelApiErrorResponse("openai", error),
@@ -70,6 +80,7 @@ export class ModelListener extends Effect.Service<ModelListener>()("hestia/Model
       onRight: Effect.succeed
     })
     const known = knownModels(catalog)
+    const bodyIdleMs = routingBodyIdleMs(config.services.values())
     const limit = config.maxRoutingBodyBytes
     // What the lists give as a model's creation time: when the gateway took its config.
     const loadedAt = clock.unsafeCurrentTimeMillis()
@@ -141,9 +152,10 @@ export class ModelListener extends Effect.Service<ModelListener>()("hestia/Model
 
     /** The request body, bounded in size, and in silence: the socket's timeout, listened to on the response. */
     const readBody = (req: IncomingMessage, res: ServerResponse) => {
+      if (bodyIdleMs === 0) return readBoundedBody(req, limit)
       const stalled = Effect.async<never, RequestBodyTimeout>((resume) => {
-        const onIdle = () => resume(Effect.fail(new RequestBodyTimeout({ idleMs: ROUTING_BODY_IDLE_MS })))
-        res.setTimeout(ROUTING_BODY_IDLE_MS, onIdle)
+        const onIdle = () => resume(Effect.fail(new RequestBodyTimeout({ idleMs: bodyIdleMs })))
+        res.setTimeout(bodyIdleMs, onIdle)
         return Effect.sync(() => {
           res.removeListener("timeout", onIdle)
           req.socket?.setTimeout(0)

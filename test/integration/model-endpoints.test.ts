@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import { Readable } from "node:stream"
 import { assert, layer } from "@effect/vitest"
@@ -31,12 +32,14 @@ const yaml = `auth: { api_keys: ["${KEY}"] }\nmax_routing_body_bytes: ${LIMIT}\n
   modelService("llama", ports.llama, {
     serves: ["llama3.1:8b"],
     aliases: { "gpt-4o": "llama3.1:8b" },
-    extraArgs: ["--token-ms", "60", "--record", records.llama]
+    extraArgs: ["--token-ms", "60", "--record", records.llama],
+    settings: { body_idle_timeout_seconds: 0.5 }
   }) +
     modelService("coder", ports.coder, {
       serves: ["qwen2.5-coder:7b"],
       models: ["qwen2.5-coder:*"],
-      extraArgs: ["--token-ms", "60", "--record", records.coder]
+      extraArgs: ["--token-ms", "60", "--record", records.coder],
+      settings: { body_idle_timeout_seconds: 0.5 }
     })
 )}`
 
@@ -331,6 +334,34 @@ layer(gatewayLayer(yaml), { excludeTestServices: true, timeout: 60_000 })("model
       assert.strictEqual(padded.length, LIMIT)
       const ok = yield* call(`${base}/ollama/api/generate`, { method: "POST", headers: auth, body: padded })
       assert.strictEqual(ok.status, 200)
+    })
+  )
+
+  it.effect("a body that stalls while it is read for its model is 408, the connection closed", () =>
+    Effect.gen(function* () {
+      const base = yield* gatewayUrl
+      const port = Number(new URL(base).port)
+      const answer = yield* Effect.promise(
+        () =>
+          new Promise<string>((resolve) => {
+            const socket = Net.connect(port, "127.0.0.1")
+            let text = ""
+            socket.on("data", (data) => {
+              text += data.toString("latin1")
+            })
+            socket.on("close", () => resolve(text))
+            socket.write(
+              `POST /openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${KEY}\r\n` +
+                'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":"llama'
+            )
+            setTimeout(() => socket.destroy(), 10_000)
+          })
+      )
+      assert.match(answer, /^HTTP\/1\.1 408 /)
+      assert.match(answer, /connection: close/i)
+      const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))
+      assert.strictEqual(body.error.code, "request_body_timeout")
+      assert.strictEqual(body.error.hestia.idleMs, 500)
     })
   )
 
