@@ -22,6 +22,7 @@ import {
 } from "./ModelApis.ts"
 import { modelOf, withModel } from "./ModelBody.ts"
 import { ProxyListener, type RenderError, writeError } from "./ProxyListener.ts"
+import { CLIENT_CLOSED } from "./UpstreamPools.ts"
 
 /**
  * How long a body being read to find its model may send nothing (then 408). No service is chosen yet, so the most
@@ -90,7 +91,7 @@ export class ModelListener extends Effect.Service<ModelListener>()("hestia/Model
     /** Refusals before a service is chosen are counted as the proxy counts an unknown service's. */
     const refuse = (res: ServerResponse, error: GatewayError, requestId: string, api: ModelApi, startedAt: bigint) => {
       writeError(res, error, requestId, renderers[api])
-      const status = res.headersSent ? res.statusCode : 499
+      const status = res.headersSent ? res.statusCode : CLIENT_CLOSED
       recorder.observe(UNKNOWN_SERVICE, status, Number(clock.unsafeCurrentTimeNanos() - startedAt) / 1e9)
     }
 
