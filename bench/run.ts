@@ -26,6 +26,7 @@ import { coldWakeup } from "./scenarios/coldWakeup.ts"
 import { herd } from "./scenarios/herd.ts"
 import { idleServices } from "./scenarios/idleServices.ts"
 import { latency } from "./scenarios/latency.ts"
+import { modelSwap } from "./scenarios/modelSwap.ts"
 import { strategyCalls } from "./scenarios/strategyCalls.ts"
 import { streaming } from "./scenarios/streaming.ts"
 import { throughput } from "./scenarios/throughput.ts"
@@ -38,6 +39,7 @@ const SCENARIOS: ReadonlyArray<Scenario> = [
   bulk,
   coldWakeup,
   herd,
+  modelSwap,
   idleServices,
   strategyCalls
 ]

@@ -1,5 +1,6 @@
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { ConfigError } from "../domain/Errors.ts"
+import { makeCatalog } from "../domain/ModelCatalog.ts"
 import { FALLBACK_MACHINE, labelsMatch, targetsFor } from "../domain/Placement.ts"
 import type { ConfigWarning, Settings } from "./Settings.ts"
 
@@ -169,6 +170,13 @@ const groups = (settings: Settings) =>
     }
   })
 
+/** A model name or alias belongs to one service (see ModelCatalog for the precedence of globs). */
+const models = (settings: Settings) =>
+  Either.match(makeCatalog(settings.services.values()), {
+    onLeft: (conflict) => Effect.fail(fail(settings, conflict.path, conflict.problem)),
+    onRight: () => Effect.void
+  })
+
 /** All cross-key rules; the warnings of those that only warn. */
 export const check = (settings: Settings) =>
   Effect.gen(function* () {
@@ -177,5 +185,6 @@ export const check = (settings: Settings) =>
     yield* routingRules(settings)
     yield* processAddresses(settings)
     yield* groups(settings)
+    yield* models(settings)
     return warnings
   })

@@ -44,6 +44,17 @@ export const SemaphoreServiceSettings = Schema.Struct({
 })
 export type SemaphoreServiceSettings = typeof SemaphoreServiceSettings.Type
 
+/** A model name as clients send it in a request body's `model`; `*` in `models:` matches any run of characters. */
+const ModelName = Schema.String.pipe(
+  Schema.filter((name) => name.trim() === name && name !== "", {
+    message: () => "expected a model name (not empty, no leading or trailing spaces)"
+  })
+)
+/** One model, never a glob: what an alias is rewritten to. */
+const ExactModelName = ModelName.pipe(
+  Schema.filter((name) => !name.includes("*"), { message: () => "expected one model name, not a `*` glob" })
+)
+
 const serviceFields = {
   baseUrl: HttpUrl.pipe(Schema.propertySignature, Schema.fromKey("base_url")),
   healthUrl: orUndefined(HttpUrl).pipe(Schema.fromKey("health_url")),
@@ -84,6 +95,12 @@ const serviceFields = {
   ),
   /** A container service: an existing container by name, or one created from `image` (see ContainerConfig). */
   container: orUndefined(ContainerBlock),
+  /** What it serves on the model endpoints (`/openai/v1`, `/ollama/api`): exact names and `*` globs. */
+  models: Schema.optionalWith(Schema.Array(ModelName), { default: () => [] }),
+  /** Names clients may ask for instead: rewritten in the request body to the upstream's own name. */
+  modelAliases: Schema.optionalWith(Schema.Record({ key: ModelName, value: ExactModelName }), {
+    default: () => ({})
+  }).pipe(Schema.fromKey("model_aliases")),
   /** The name of a strategy plugin from `strategies_dir`; the gateway refuses to start when none has it. */
   strategy: orUndefined(Schema.NonEmptyString)
 }
@@ -96,7 +113,7 @@ export const deprecatedServiceKeys: Readonly<Record<string, string>> = {
   instances:
     "several instances behind one service are not supported yet and the key is ignored; declare one service per instance, or list machines: with {host} in base_url",
   routing:
-    "routing requests by their content is not supported yet and the key is ignored; declare one service per upstream (e.g. per model)"
+    "the key is ignored; to route by the body's model, declare one service per upstream with its models: (and model_aliases:) and call the model endpoints, /openai/v1 and /ollama/api"
 }
 
 /** Accepted (with their warning) and dropped: nothing reads them yet. */

@@ -80,6 +80,13 @@ const settingsFields = {
   maxDispatchBodyBytes: Schema.optionalWith(PositiveInt, { default: () => 10 * 1024 * 1024 }).pipe(
     Schema.fromKey("max_dispatch_body_bytes")
   ),
+  /**
+   * The model endpoints (`/openai/v1`, `/ollama/api`) read a request body whole to find its `model`: never more than
+   * this (then 413).
+   */
+  maxRoutingBodyBytes: Schema.optionalWith(PositiveInt, { default: () => 1024 * 1024 }).pipe(
+    Schema.fromKey("max_routing_body_bytes")
+  ),
   /** How long a stopping gateway lets open requests and streams finish. */
   shutdownGraceMs: Schema.optionalWith(Millis, { default: () => 10_000 }).pipe(Schema.fromKey("shutdown_grace_ms")),
   /** The folder of strategy plugins (relative to the working directory); a missing folder holds none. */

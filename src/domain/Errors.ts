@@ -162,13 +162,17 @@ export class UpstreamBodyTooLarge extends Schema.TaggedError<UpstreamBodyTooLarg
   }
 }
 
-/** An upload that sent nothing for `body_idle_timeout_seconds`. */
+/**
+ * An upload that sent nothing for `body_idle_timeout_seconds` (or, on the model endpoints, while its body is read to
+ * find the model: no service is known yet then).
+ */
 export class RequestBodyTimeout extends Schema.TaggedError<RequestBodyTimeout>()("RequestBodyTimeout", {
-  serviceId: Schema.String,
+  serviceId: Schema.optional(Schema.String),
   idleMs: Schema.Number
 }) {
   override get message() {
-    return `the request body to "${this.serviceId}" stalled: nothing received for ${this.idleMs} ms`
+    const to = this.serviceId === undefined ? "" : ` to "${this.serviceId}"`
+    return `the request body${to} stalled: nothing received for ${this.idleMs} ms`
   }
 }
 
@@ -178,6 +182,46 @@ export class TooManySubscribers extends Schema.TaggedError<TooManySubscribers>()
 }) {
   override get message() {
     return `the event stream already has its ${this.limit} subscribers`
+  }
+}
+
+/** The models a model endpoint's error lists: at most 50 names (`more`: how many were left out), then the globs. */
+export const KnownModels = Schema.Struct({
+  names: Schema.Array(Schema.String),
+  more: Schema.Number,
+  patterns: Schema.Array(Schema.String)
+})
+export type KnownModels = typeof KnownModels.Type
+
+const listKnown = (known: KnownModels) => {
+  if (known.names.length === 0 && known.patterns.length === 0)
+    return "no service declares models (models: in the config)"
+  const names = known.names.length === 0 ? "none by name" : known.names.join(", ")
+  const more = known.more > 0 ? ` and ${known.more} more` : ""
+  const patterns = known.patterns.length === 0 ? "" : `; patterns: ${known.patterns.join(", ")}`
+  return `known models: ${names}${more}${patterns}`
+}
+
+/** Names in messages are cut: a client may send a long one. */
+const quoted = (name: string) => JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}…` : name)
+
+/** A model endpoint's request names a model no service serves. */
+export class UnknownModel extends Schema.TaggedError<UnknownModel>()("UnknownModel", {
+  model: Schema.String,
+  known: KnownModels
+}) {
+  override get message() {
+    return `model ${quoted(this.model)} is not served here; ${listKnown(this.known)}`
+  }
+}
+
+/** A model endpoint's request that does not say which model: not a JSON object, or no string `model`. */
+export class InvalidModelRequest extends Schema.TaggedError<InvalidModelRequest>()("InvalidModelRequest", {
+  reason: Schema.String,
+  known: KnownModels
+}) {
+  override get message() {
+    return `${this.reason}; ${listKnown(this.known)}`
   }
 }
 

@@ -1,6 +1,7 @@
 import type {
   BadRequest,
   ConfigInvalid,
+  InvalidModelRequest,
   QueueFull,
   QueueTimeout,
   RequestBodyTimeout,
@@ -11,6 +12,7 @@ import type {
   TooManySubscribers,
   Unauthorized,
   UnknownGroup,
+  UnknownModel,
   UnknownService,
   UpstreamBodyTooLarge,
   UpstreamPoolFull,
@@ -37,6 +39,8 @@ export type GatewayError =
   | TooManySubscribers
   | BadRequest
   | TooManyFollowers
+  | UnknownModel
+  | InvalidModelRequest
 
 export interface ErrorResponse {
   readonly status: number
@@ -125,6 +129,10 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
       return { status: 503, headers: { "retry-after": RETRY_AFTER_SECONDS }, body: { ...body, limit: error.limit } }
     case "BadRequest":
       return { status: 400, headers: {}, body }
+    case "UnknownModel":
+      return { status: 404, headers: {}, body: { ...body, model: error.model, known: error.known } }
+    case "InvalidModelRequest":
+      return { status: 400, headers: {}, body: { ...body, known: error.known } }
     case "TooManyFollowers":
       return {
         status: 503,

@@ -11,6 +11,8 @@ import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { ServiceLogs } from "../observability/ServiceLogs.ts"
 import { Dispatcher } from "../proxy/Dispatcher.ts"
 import { hasDuplicateHost, isServicesUrl, requestIdOf } from "../proxy/ForwardingRules.ts"
+import { isModelUrl } from "../proxy/ModelApis.ts"
+import { ModelListener } from "../proxy/ModelListener.ts"
 import { ProxyListener, writeError } from "../proxy/ProxyListener.ts"
 import { UpstreamPools } from "../proxy/UpstreamPools.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
@@ -24,13 +26,15 @@ import { EventSubscribers } from "./ObservabilityRoutes.ts"
 
 /**
  * The listening socket. One node:http server: `/services/...` goes to the ProxyListener (hot services never enter
- * the Effect router), everything else to the Effect HttpApp, with its X-Request-ID (the client's, else a new one)
+ * the Effect router), `/openai/v1/...` and `/ollama/api/...` to the ModelListener (which hands them on to the
+ * ProxyListener once the body's model chose the service), everything else to the Effect HttpApp, with its X-Request-ID (the client's, else a new one)
  * set before it gets there. A request with two Host headers is refused for both (RFC 9112 §3.2).
  */
 export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGateway", {
   scoped: Effect.gen(function* () {
     const config = yield* HestiaConfig
     const proxy = yield* ProxyListener
+    const models = yield* ModelListener
     const app = yield* httpApp
     const control = yield* NodeHttpServer.makeHandler(app)
 
@@ -40,6 +44,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
         return writeError(res, new BadRequest({ reason: "more than one Host header" }), requestIdOf(req.headers))
       }
       if (isServicesUrl(req.url ?? "/")) return proxy.handle(req, res)
+      if (isModelUrl(req.url ?? "/")) return models.handle(req, res)
       const requestId = requestIdOf(req.headers)
       req.headers["x-request-id"] = requestId
       res.setHeader("x-request-id", requestId)
@@ -67,6 +72,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
   }),
   dependencies: [
     ProxyListener.Default,
+    ModelListener.Default,
     EventSubscribers.Default,
     Dispatcher.Default,
     UpstreamPools.Default,

@@ -213,6 +213,17 @@ export const upstreamHeaders = (
   return out
 }
 
+/** Flat headers with every Content-Length replaced by `length` (a body the gateway read, and maybe changed). */
+export const withContentLength = (headers: Array<string>, length: number): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.length === 14 && headers[i]!.toLowerCase() === "content-length") continue
+    out.push(headers[i]!, headers[i + 1]!)
+  }
+  out.push("content-length", String(length))
+  return out
+}
+
 /**
  * Response headers for the client, from undici's raw [name, value, ...] buffers: hop-by-hop and Connection-named
  * ones removed, the upstream's X-Request-ID replaced by `requestId` (when given), everything else (Content-Encoding,

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import { Cause, Effect, Exit, type Fiber, FiberId, FiberSet, type Tracer } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { BadRequest, RequestBodyTimeout, UnknownService } from "../domain/Errors.ts"
-import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
+import { type ErrorResponse, type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
 import { requestRecorder, UNKNOWN_SERVICE } from "../observability/Metrics.ts"
 import * as Telemetry from "../observability/Telemetry.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
@@ -12,7 +12,8 @@ import {
   type ServicePath,
   upstreamBase,
   upstreamHeaders,
-  upstreamPath
+  upstreamPath,
+  withContentLength
 } from "./ForwardingRules.ts"
 import {
   CLIENT_CLOSED,
@@ -23,14 +24,22 @@ import {
   type UpstreamRequest
 } from "./UpstreamPools.ts"
 
+/** How a typed error reads in the client's API: the gateway's own JSON, or a model API's (ModelApiErrors). */
+export type RenderError = (error: GatewayError) => ErrorResponse
+
 /** A typed error as the client's answer (or, once the head is out, a cut connection). Every answer has X-Request-ID. */
-export const writeError = (res: ServerResponse, error: GatewayError, requestId: string) => {
+export const writeError = (
+  res: ServerResponse,
+  error: GatewayError,
+  requestId: string,
+  render: RenderError = toErrorResponse
+) => {
   if (res.headersSent) {
     res.destroy()
     return
   }
   if (res.destroyed) return
-  const { status, headers, body } = toErrorResponse(error)
+  const { status, headers, body } = render(error)
   const payload = JSON.stringify(body)
   res.writeHead(status, {
     ...headers,
@@ -91,7 +100,11 @@ class ProxyExchange extends UpstreamExchange {
     readonly startedAt: bigint,
     readonly span: Tracer.Span | undefined,
     readonly context: ListenerContext,
-    readonly hasBody: boolean
+    /** The client's upload streams through (not read yet); false for no body, or one read already (`body`). */
+    readonly hasBody: boolean,
+    /** A body read already (the model endpoints read it to find the model), sent as it is. */
+    readonly body: Buffer | undefined = undefined,
+    readonly render: RenderError = toErrorResponse
   ) {
     super(service, requestId)
   }
@@ -132,7 +145,7 @@ class ProxyExchange extends UpstreamExchange {
 
   fail(error: GatewayError) {
     this.failure = error
-    writeError(this.res, error, this.requestId)
+    writeError(this.res, error, this.requestId, this.render)
   }
 
   /** An upload that went silent: the upstream request is aborted and the client told (408, connection closed). */
@@ -150,6 +163,16 @@ class ProxyExchange extends UpstreamExchange {
     const status = this.res.headersSent ? this.res.statusCode : CLIENT_CLOSED
     this.context.observe(this.serviceLabel, status, this.startedAt, this.span, this.failure)
   }
+}
+
+/** What `forward` is given by the listener that chose the service. */
+export interface ForwardOptions {
+  /** When the request arrived (Clock nanos): its duration and span start there. */
+  readonly startedAt: bigint
+  readonly requestId: string
+  /** The request body, read already; sent as it is, with its Content-Length. */
+  readonly body: Buffer
+  readonly render: RenderError
 }
 
 /** A placeholder for requests that are answered before any service is known (bad path, unknown service, denied). */
@@ -195,31 +218,32 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
         "http.request.method": req.method ?? "GET"
       })
 
-    const upstreamRequest = (exchange: ProxyExchange, parsed: ServicePath, hasBody: boolean): UpstreamRequest => {
+    const upstreamRequest = (exchange: ProxyExchange, parsed: ServicePath): UpstreamRequest => {
       const req = exchange.req
-      const headers = upstreamHeaders(req.rawHeaders, strip, {
+      const forwarded = upstreamHeaders(req.rawHeaders, strip, {
         clientIp: req.socket.remoteAddress,
         proto: "http",
         host: req.headers.host,
         requestId: exchange.requestId
       })
+      const headers = exchange.body === undefined ? forwarded : withContentLength(forwarded, exchange.body.length)
       return {
         method: req.method ?? "GET",
         path: upstreamPath(upstreamBase(exchange.lease!.target), parsed.path, parsed.query),
         // With tracing on, the upstream sees our span as its parent (a client's traceparent is replaced).
         headers: exchange.span === undefined ? headers : Telemetry.withTraceparent(headers, exchange.span),
-        body: hasBody ? req : null
+        body: exchange.body ?? (exchange.hasBody ? req : null)
       }
     }
 
     /** Wait for what is not there yet (a start, a turn, a connection), then forward; the client leaving stops it. */
-    const slowPath = (exchange: ProxyExchange, parsed: ServicePath, hasBody: boolean) => {
+    const slowPath = (exchange: ProxyExchange, parsed: ServicePath) => {
       const wait = Effect.gen(function* () {
         if (exchange.lease === undefined) {
           const acquire = registry.acquire(parsed.serviceId, exchange.requestId)
           exchange.lease = yield* exchange.span === undefined ? acquire : Effect.withParentSpan(acquire, exchange.span)
         }
-        yield* pools.start(exchange, upstreamRequest(exchange, parsed, hasBody))
+        yield* pools.start(exchange, upstreamRequest(exchange, parsed))
       })
       exchange.fiber = runFork(
         wait.pipe(
@@ -270,12 +294,45 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
       if (denied !== undefined) return exchange.fail(denied)
       if (parsed instanceof BadRequest) return exchange.fail(parsed)
       if (service === undefined) return exchange.fail(new UnknownService({ serviceId: parsed.serviceId }))
-      exchange.lease = registry.tryAcquireHot(parsed.serviceId)
-      if (exchange.lease !== undefined && pools.tryStart(exchange, upstreamRequest(exchange, parsed, hasBody))) return
-      slowPath(exchange, parsed, hasBody)
+      send(exchange, parsed)
     }
 
-    return { handle }
+    /** Hot and room at the gates: straight to the upstream; otherwise the slow path. */
+    const send = (exchange: ProxyExchange, parsed: ServicePath) => {
+      exchange.lease = registry.tryAcquireHot(parsed.serviceId)
+      if (exchange.lease !== undefined && pools.tryStart(exchange, upstreamRequest(exchange, parsed))) return
+      slowPath(exchange, parsed)
+    }
+
+    /**
+     * A request whose service another listener chose (the model endpoints, by the body's model; auth checked there):
+     * forwarded as every proxied request is, with the body it read, its errors rendered in its client's format.
+     */
+    const forward = (req: IncomingMessage, res: ServerResponse, to: ServicePath, options: ForwardOptions) => {
+      const service = pools.service(to.serviceId)
+      const label = service === undefined ? UNKNOWN_SERVICE : service.serviceId
+      const span = tracing ? requestSpan(req, label, options.startedAt) : undefined
+      span?.attribute("hestia.request.id", options.requestId)
+      const exchange = new ProxyExchange(
+        service ?? NO_SERVICE,
+        options.requestId,
+        req,
+        res,
+        label,
+        options.startedAt,
+        span,
+        context,
+        false,
+        options.body,
+        options.render
+      )
+      ;(res as WithExchange)[EXCHANGE] = exchange
+      res.on("close", onResponseClose)
+      if (service === undefined) return exchange.fail(new UnknownService({ serviceId: to.serviceId }))
+      send(exchange, to)
+    }
+
+    return { handle, forward }
   }),
   dependencies: [ServiceRegistry.Default, Auth.Default, UpstreamPools.Default]
 }) {}

@@ -31,7 +31,7 @@ export interface UpstreamRequest {
   readonly path: string
   /** Flat [name, value, ...]. */
   readonly headers: Array<string>
-  readonly body: IncomingMessage | string | null
+  readonly body: IncomingMessage | Buffer | string | null
 }
 
 /** What the exchange needs of a service, computed once. */

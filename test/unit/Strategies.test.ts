@@ -1,7 +1,8 @@
 import { rmSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
+import { ServiceEntry, serviceOf } from "../../src/config/ServiceConfig.ts"
 import { Strategies } from "../../src/strategies/Strategies.ts"
 import { MAX_STRATEGY_FILES } from "../../src/strategies/StrategyFolder.ts"
 import { tempDir } from "../fixtures/Gateway.ts"
@@ -26,40 +27,23 @@ import {
 const ask = (name: string, headers: Record<string, string> = {}) =>
   Effect.flatMap(Strategies, (strategies) => strategies.route(name, { method: "GET", path: "/x", headers }))
 
-const service = (id: string, strategy?: string) => ({
-  id,
-  kind: "external" as const,
-  source: "config" as const,
-  baseUrl: "http://127.0.0.1:1",
-  healthUrl: undefined,
-  warmupMs: 0,
-  idleTimeoutMs: 0,
-  queueSize: 1,
-  requestTimeoutMs: 1000,
-  startupTimeoutMs: 1000,
-  maxConcurrentRequests: 0,
-  bodyIdleTimeoutMs: 0,
-  upstreamTimeoutMs: 1000,
-  streamIdleTimeoutMs: 0,
-  container: undefined,
-  retryCount: 0,
-  retryDelayMs: 0,
-  fallbackUrl: undefined,
-  machines: [],
-  command: undefined,
-  cwd: undefined,
-  env: { SECRET: "not for strategies" },
-  stopGraceMs: 0,
-  strategy,
-  semaphore: {
-    enabled: false,
-    machineId: undefined,
-    startTemplateId: undefined,
-    stopTemplateId: undefined,
-    taskTimeoutMs: 1,
-    pollIntervalMs: 1
-  }
-})
+/** A service as the config decodes it (so new keys get their defaults), with an env a strategy must not see. */
+const service = (id: string, strategy?: string) =>
+  serviceOf(
+    id,
+    Schema.decodeUnknownSync(ServiceEntry)({
+      base_url: "http://127.0.0.1:1",
+      warmup_ms: 0,
+      idle_timeout_ms: 0,
+      queue_size: 1,
+      request_timeout_seconds: 1,
+      retry_count: 0,
+      retry_delay_ms: 0,
+      env: { SECRET: "not for strategies" },
+      stop_grace_ms: 0,
+      ...(strategy === undefined ? {} : { strategy })
+    })
+  )
 
 const machines = [
   {
