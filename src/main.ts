@@ -67,5 +67,11 @@ Layer.launch(GatewayLive).pipe(
       process.exit(2)
     })
   ),
+  Effect.catchTag("ListenError", (error) =>
+    Effect.sync(() => {
+      Logging.stderr(`hestia: ${error.message}\n`)
+      process.exit(1)
+    })
+  ),
   NodeRuntime.runMain({ disablePrettyLogger: true })
 )

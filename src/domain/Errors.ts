@@ -375,3 +375,29 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
     return `${this.file}: ${this.path === "" ? "" : `${this.path}: `}${this.problem}`
   }
 }
+
+// ---------------------------------------------------------------------------
+// Start-up only: printed, exit code 1.
+// ---------------------------------------------------------------------------
+
+const LISTEN_REASONS: Readonly<Record<string, string>> = {
+  EADDRINUSE: "address in use",
+  EACCES: "permission denied",
+  EADDRNOTAVAIL: "address not available",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found"
+}
+
+/** The listening socket could not be opened (port in use, a privileged port, an address this machine lacks). */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly host: string
+  readonly port: number
+  /** The system's code (EADDRINUSE, ...), when it gave one. */
+  readonly code: string | undefined
+  readonly detail: string
+}> {
+  override get message() {
+    const reason = (this.code === undefined ? undefined : LISTEN_REASONS[this.code]) ?? this.detail
+    return `cannot listen on ${this.host}:${this.port}: ${reason}`
+  }
+}

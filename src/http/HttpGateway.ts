@@ -4,7 +4,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
-import { BadRequest } from "../domain/Errors.ts"
+import { BadRequest, ListenError } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { ServiceLogs } from "../observability/ServiceLogs.ts"
@@ -47,10 +47,16 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     server.requestTimeout = 0
     server.keepAliveTimeout = 65_000
 
-    yield* Effect.async<void, Error>((resume) => {
-      server.once("error", (error) => resume(Effect.fail(error)))
+    yield* Effect.async<void, ListenError>((resume) => {
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        resume(
+          Effect.fail(
+            new ListenError({ host: config.host, port: config.port, code: error.code, detail: error.message })
+          )
+        )
+      )
       server.listen(config.port, config.host, () => resume(Effect.void))
-    }).pipe(Effect.orDie)
+    })
     yield* Effect.addFinalizer(() =>
       Effect.async<void>((resume) => {
         server.close(() => resume(Effect.void))
