@@ -173,6 +173,13 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
   }
 }
 
+/** The gateway is stopping: it takes no new websocket (the client reconnects to the next gateway). */
+export class GatewayStopping extends Schema.TaggedError<GatewayStopping>()("GatewayStopping", {}) {
+  override get message() {
+    return "the gateway is stopping"
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Failures of one start attempt. They never reach a client on their own: they are
 // collected into StartupFailed.attempts (tag + message).

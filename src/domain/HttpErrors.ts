@@ -1,5 +1,6 @@
 import type {
   BadRequest,
+  GatewayStopping,
   QueueFull,
   QueueTimeout,
   RequestBodyTimeout,
@@ -33,6 +34,7 @@ export type GatewayError =
   | TooManySubscribers
   | BadRequest
   | TooManyFollowers
+  | GatewayStopping
 
 export interface ErrorResponse {
   readonly status: number
@@ -123,5 +125,7 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
         headers: { "retry-after": RETRY_AFTER_SECONDS },
         body: { ...body, serviceId: error.serviceId, limit: error.limit }
       }
+    case "GatewayStopping":
+      return { status: 503, headers: { "retry-after": BUSY_RETRY_AFTER_SECONDS, connection: "close" }, body }
   }
 }

@@ -12,6 +12,7 @@ import { Dispatcher } from "../proxy/Dispatcher.ts"
 import { hasDuplicateHost, isServicesUrl, requestIdOf } from "../proxy/ForwardingRules.ts"
 import { ProxyListener, writeError } from "../proxy/ProxyListener.ts"
 import { UpstreamPools } from "../proxy/UpstreamPools.ts"
+import { WebSocketProxy } from "../proxy/WebSocketProxy.ts"
 import { LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
@@ -29,10 +30,11 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
   scoped: Effect.gen(function* () {
     const config = yield* HestiaConfig
     const proxy = yield* ProxyListener
+    const websockets = yield* WebSocketProxy
     const app = yield* httpApp
     const control = yield* NodeHttpServer.makeHandler(app)
 
-    const server = Http.createServer((req, res) => {
+    const onRequest = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
       if (hasDuplicateHost(req.rawHeaders)) {
         res.shouldKeepAlive = false
         return writeError(res, new BadRequest({ reason: "more than one Host header" }), requestIdOf(req.headers))
@@ -42,7 +44,12 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
       req.headers["x-request-id"] = requestId
       res.setHeader("x-request-id", requestId)
       control(req, res)
-    })
+    }
+    const server = Http.createServer(onRequest)
+    // Websockets to services; any other upgrade request is answered by `onRequest` as a plain request.
+    server.on("upgrade", (req: Http.IncomingMessage, socket, head: Buffer) =>
+      websockets.handle(req, socket, head, onRequest)
+    )
     // Uploads and streams may take long; the proxy's own timeouts govern upstream waits.
     server.requestTimeout = 0
     server.keepAliveTimeout = 65_000
@@ -71,6 +78,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
   }),
   dependencies: [
     ProxyListener.Default,
+    WebSocketProxy.Default,
     EventSubscribers.Default,
     Dispatcher.Default,
     UpstreamPools.Default,
