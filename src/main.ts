@@ -3,12 +3,15 @@ import { Effect, Layer } from "effect"
 import * as ContainerDiscovery from "./config/ContainerDiscovery.ts"
 import { HestiaConfig } from "./config/HestiaConfig.ts"
 import { HttpGateway } from "./http/HttpGateway.ts"
+import * as Shutdown from "./http/Shutdown.ts"
 import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
 import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
 
 // First: a closed stdout or stderr (`| head -1`, a restarted log collector) must never end the gateway.
 Logging.guardStdio()
+// The first SIGTERM/SIGINT stops gracefully (runMain below); a second exits at once.
+Shutdown.exitOnSecondSignal()
 
 const FileConfig = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 

@@ -1,5 +1,5 @@
 import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
+import type { AddressInfo, Socket } from "node:net"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Auth } from "../auth/Auth.ts"
@@ -20,6 +20,8 @@ import { StoreHealth } from "../store/StoreHealth.ts"
 import { DashboardAssets } from "./DashboardRoutes.ts"
 import { httpApp } from "./HttpApp.ts"
 import { EventSubscribers } from "./ObservabilityRoutes.ts"
+import * as Shutdown from "./Shutdown.ts"
+import { Draining } from "./Shutdown.ts"
 
 /**
  * The listening socket. One node:http server: `/services/...` goes to the ProxyListener (hot services never enter
@@ -31,10 +33,13 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     const config = yield* HestiaConfig
     const proxy = yield* ProxyListener
     const websockets = yield* WebSocketProxy
+    const draining = yield* Draining
     const app = yield* httpApp
     const control = yield* NodeHttpServer.makeHandler(app)
 
     const onRequest = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
+      // Stopping: the answer closes its connection (a keep-alive client reconnects elsewhere).
+      if (draining.isDraining()) res.shouldKeepAlive = false
       if (hasDuplicateHost(req.rawHeaders)) {
         res.shouldKeepAlive = false
         return writeError(res, new BadRequest({ reason: "more than one Host header" }), requestIdOf(req.headers))
@@ -47,9 +52,11 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     }
     const server = Http.createServer(onRequest)
     // Websockets to services; any other upgrade request is answered by `onRequest` as a plain request.
-    server.on("upgrade", (req: Http.IncomingMessage, socket, head: Buffer) =>
+    const connections = Shutdown.trackConnections(server)
+    server.on("upgrade", (req: Http.IncomingMessage, socket, head: Buffer) => {
+      connections.delete(socket as Socket)
       websockets.handle(req, socket, head, onRequest)
-    )
+    })
     // Uploads and streams may take long; the proxy's own timeouts govern upstream waits.
     server.requestTimeout = 0
     server.keepAliveTimeout = 65_000
@@ -64,11 +71,9 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
       )
       server.listen(config.port, config.host, () => resume(Effect.void))
     })
+    // First of the gateway's finalizers: requests and streams finish (up to shutdown_grace_ms) before the services stop.
     yield* Effect.addFinalizer(() =>
-      Effect.async<void>((resume) => {
-        server.close(() => resume(Effect.void))
-        server.closeAllConnections()
-      })
+      Shutdown.drain({ server, sockets: connections, graceMs: config.shutdownGraceMs, draining, websockets })
     )
     const address = server.address() as AddressInfo
     yield* Effect.logInfo(`listening on http://${address.address}:${address.port}`).pipe(
@@ -90,6 +95,7 @@ export class HttpGateway extends Effect.Service<HttpGateway>()("hestia/HttpGatew
     MetricsHistory.Default,
     ServiceLogs.Default,
     DashboardAssets.Default,
+    Draining.Default,
     LifecycleEvents.Default
   ]
 }) {}
