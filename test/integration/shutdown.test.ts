@@ -5,7 +5,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request } from "undici"
 import { ensureBundle } from "../fixtures/Bundle.ts"
-import { callJson, freePort, processService, tempDir } from "../fixtures/Gateway.ts"
+import { callJson, eventually, freePort, processService, tempDir } from "../fixtures/Gateway.ts"
 import { type GatewayProcess, isRunning, startGateway } from "../fixtures/GatewayProcess.ts"
 import { closedWith, nextMessage, opened, send } from "../fixtures/WebSockets.ts"
 
@@ -14,13 +14,14 @@ import { closedWith, nextMessage, opened, send } from "../fixtures/WebSockets.ts
 const configFile = async (graceMs: number) => {
   const dir = tempDir("hestia-shutdown-")
   const file = Path.join(dir, "hestia.yml")
+  const port = await freePort()
   writeFileSync(
     file,
     `server: { host: 127.0.0.1, port: 0 }\ndatabase: ${JSON.stringify(Path.join(dir, "hestia.db"))}\n` +
       `shutdown_grace_ms: ${graceMs}\nservices:\n` +
-      processService("stream", await freePort(), { settings: { idle_timeout_ms: 0, stop_grace_ms: 1000 } })
+      processService("stream", port, { settings: { idle_timeout_ms: 0, stop_grace_ms: 1000 } })
   )
-  return file
+  return { file, port }
 }
 
 /** A streamed response read as it comes: its lines so far, and how it ended. */
@@ -103,14 +104,16 @@ describe("SIGTERM: the gateway stops gracefully (the bundle, real processes)", (
     "a stream in progress completes byte-exact; new connections are refused; SSE, websockets and idle connections end at once; exit 0, no child left",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* startGateway(yield* Effect.promise(() => configFile(10_000)), {}, ensureBundle())
+        const config = yield* Effect.promise(() => configFile(10_000))
+        const gateway = yield* startGateway(config.file, {}, ensureBundle())
+        // A websocket to the cold service: it waits for the start, then echoes.
+        const socket = yield* opened(`${gateway.url.replace("http", "ws")}/services/stream/ws`)
+        yield* send(socket, "through a cold start")
+        assert.strictEqual((yield* nextMessage(socket)).toString(), "through a cold start")
         const pid = yield* upstreamPid(gateway)
         // 30 lines, 100 ms apart: about 3 s, well within the 10 s grace.
         const stream = yield* openStream(`${gateway.url}/services/stream/ndjson?lines=30&interval=100`)
         const sse = yield* openStream(`${gateway.url}/v1/events`)
-        const socket = yield* opened(`${gateway.url.replace("http", "ws")}/services/stream/ws`)
-        yield* send(socket, "before the stop")
-        assert.strictEqual((yield* nextMessage(socket)).toString(), "before the stop")
         yield* waitFor(() => stream.lines.length >= 3 && sse.lines.length > 0, "the first lines")
         const keepAlive = yield* idleConnection(portOf(gateway), true)
         const preconnect = yield* idleConnection(portOf(gateway), false)
@@ -122,6 +125,11 @@ describe("SIGTERM: the gateway stops gracefully (the bundle, real processes)", (
         const closed = yield* closedWith(socket)
         assert.strictEqual(closed.code, 1001)
         assert.strictEqual(closed.reason, "gateway stopping")
+        // The upstream got the gateway's close frame too (1001), before its process was stopped.
+        yield* eventually(
+          Effect.map(callJson(`http://127.0.0.1:${config.port}/_stats`), (r) => r.json.wsClosed as Array<unknown>),
+          (closes) => closes.some((c) => JSON.stringify(c) === JSON.stringify({ code: 1001, by: "client" }))
+        )
         const sseEnd = yield* Effect.promise(() => sse.ended)
         assert.isTrue(sseEnd.complete, JSON.stringify(sseEnd))
         assert.isBelow(stream.lines.length, 30, "the stream was still going when the others had ended")
@@ -148,7 +156,7 @@ describe("SIGTERM: the gateway stops gracefully (the bundle, real processes)", (
     "a stream longer than the grace is cut at the grace, then the services stop and the gateway exits 0",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* startGateway(yield* Effect.promise(() => configFile(1_000)), {}, ensureBundle())
+        const gateway = yield* startGateway((yield* Effect.promise(() => configFile(1_000))).file, {}, ensureBundle())
         const pid = yield* upstreamPid(gateway)
         // 200 lines, 100 ms apart: 20 s, far past the 1 s grace.
         const stream = yield* openStream(`${gateway.url}/services/stream/ndjson?lines=200&interval=100`)
@@ -170,7 +178,7 @@ describe("SIGTERM: the gateway stops gracefully (the bundle, real processes)", (
     "a second SIGTERM during the grace exits at once, and no child is left behind",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* startGateway(yield* Effect.promise(() => configFile(60_000)), {}, ensureBundle())
+        const gateway = yield* startGateway((yield* Effect.promise(() => configFile(60_000))).file, {}, ensureBundle())
         const pid = yield* upstreamPid(gateway)
         const stream = yield* openStream(`${gateway.url}/services/stream/ndjson?lines=600&interval=100`)
         yield* waitFor(() => stream.lines.length >= 2, "the first lines")
