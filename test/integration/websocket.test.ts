@@ -2,10 +2,16 @@ import { createHash, randomBytes } from "node:crypto"
 import { readFileSync, writeFileSync } from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer, Logger, LogLevel } from "effect"
 import type WebSocket from "ws"
 import { newKey } from "../../src/auth/Auth.ts"
+import { HestiaConfig } from "../../src/config/HestiaConfig.ts"
+import { HttpGateway } from "../../src/http/HttpGateway.ts"
+import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
+import { WebSocketProxy } from "../../src/proxy/WebSocketProxy.ts"
+import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
 import {
   call,
   callJson,
@@ -349,5 +355,54 @@ layer(gatewayLayer(authYaml), { excludeTestServices: true, timeout: "30 seconds"
         assert.isUndefined(handshake.headers.authorization)
       }
     })
+  )
+})
+
+// ---------------------------------------------------------------------------
+// The gateway's own close (what a stopping gateway does), in the middle of traffic.
+// ---------------------------------------------------------------------------
+
+const goAwayPort = await freePort()
+const goAwayLayer = Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default, WebSocketProxy.Default).pipe(
+  Layer.provide(OrchestratorByKind.layer),
+  Layer.provide(
+    HestiaConfig.layerYaml(gatewayYaml(processService("busy", goAwayPort, { settings: { idle_timeout_ms: 0 } })))
+  ),
+  Layer.provide(NodeContext.layer),
+  Layer.provide(Logger.minimumLogLevel(LogLevel.Error)),
+  Layer.orDie
+)
+
+layer(goAwayLayer, { excludeTestServices: true, timeout: "60 seconds" })("the gateway closing websockets", (it) => {
+  it.scoped(
+    "mid-frame: the close frame (1001) waits for the frame under way, on both sides; new handshakes get 503",
+    () =>
+      Effect.gen(function* () {
+        const base = yield* gatewayUrl
+        const socket = yield* opened(wsUrl(base, "/services/busy/ws"))
+        // Big frames streaming towards the client, and one big frame towards the upstream, when the close comes.
+        yield* send(socket, `!flood ${512 * 1024 * 1024}`)
+        yield* eventually(
+          Effect.sync(() => socket.messages.length),
+          (count) => count >= 20
+        )
+        const big = randomBytes(8 * 1024 * 1024)
+        socket.ws.send(big)
+        yield* Effect.flatMap(WebSocketProxy, (proxy) => Effect.sync(() => proxy.goAway()))
+        // A close inside a frame would be a protocol error for the client (1002) or a cut (1006): it is 1001.
+        const closed = yield* closedWith(socket)
+        assert.strictEqual(closed.code, 1001)
+        assert.strictEqual(closed.reason, "gateway stopping")
+        const pattern = Buffer.alloc(64 * 1024, "abcdefghijklmnopqrstuvwxyz0123456789")
+        assert.isTrue(socket.messages.every((m) => m.equals(pattern.subarray(0, m.length))))
+        // The upstream saw a well-formed close (1001) too, not a truncated frame.
+        const stats = yield* eventually(upstreamStats(goAwayPort), (s) => s.wsOpen === 0)
+        assert.deepInclude(stats.wsClosed, { code: 1001, by: "client" })
+
+        const late = yield* refused(wsUrl(base, "/services/busy/ws"))
+        assert.strictEqual(late.status, 503)
+        assert.strictEqual(JSON.parse(late.body).error, "GatewayStopping")
+        assert.strictEqual(late.headers["retry-after"], "1")
+      })
   )
 })
