@@ -3,6 +3,7 @@ import { Context, Effect, Layer } from "effect"
 import * as ContainerDiscovery from "./config/ContainerDiscovery.ts"
 import { HestiaConfig, type Settings } from "./config/HestiaConfig.ts"
 import { HttpGateway } from "./http/HttpGateway.ts"
+import * as Shutdown from "./http/Shutdown.ts"
 import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
 import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
@@ -10,6 +11,8 @@ import * as StrategyPlacement from "./strategies/StrategyPlacement.ts"
 
 // First: a closed stdout or stderr (`| head -1`, a restarted log collector) must never end the gateway.
 Logging.guardStdio()
+// The first SIGTERM/SIGINT stops gracefully (runMain below); a second exits at once.
+Shutdown.exitOnSecondSignal()
 
 const FileConfig = HestiaConfig.layer.pipe(Layer.provide(NodeContext.layer))
 
@@ -73,6 +76,12 @@ Layer.launch(GatewayLive).pipe(
     Effect.sync(() => {
       Logging.stderr(`hestia: configuration error: ${error.message}\n`)
       process.exit(2)
+    })
+  ),
+  Effect.catchTag("ListenError", (error) =>
+    Effect.sync(() => {
+      Logging.stderr(`hestia: ${error.message}\n`)
+      process.exit(1)
     })
   ),
   NodeRuntime.runMain({ disablePrettyLogger: true })

@@ -93,6 +93,8 @@ const serviceFields = {
   streamIdleTimeoutMs: Schema.optionalWith(SecondsOrNeverAsMillis, { default: () => 0 }).pipe(
     Schema.fromKey("stream_idle_timeout_seconds")
   ),
+  /** A browser navigation to it while cold or starting gets the gateway's waiting page instead of blocking. */
+  waitingPage: Schema.optionalWith(Flag, { default: () => false }).pipe(Schema.fromKey("waiting_page")),
   /** A container service: an existing container by name, or one created from `image` (see ContainerConfig). */
   container: orUndefined(ContainerBlock),
   /** What it serves on the model endpoints (`/openai/v1`, `/ollama/api`): exact names and `*` globs. */

@@ -234,6 +234,13 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
   }
 }
 
+/** The gateway is stopping: it takes no new websocket (the client reconnects to the next gateway). */
+export class GatewayStopping extends Schema.TaggedError<GatewayStopping>()("GatewayStopping", {}) {
+  override get message() {
+    return "the gateway is stopping"
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Failures of one start attempt. They never reach a client on their own: they are
 // collected into StartupFailed.attempts (tag + message).
@@ -462,5 +469,31 @@ export class StrategyCallFailed extends Data.TaggedError("StrategyCallFailed")<{
 }> {
   override get message() {
     return `strategy "${this.strategy}" gave no decision (${this.reason}): ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Start-up only: printed, exit code 1.
+// ---------------------------------------------------------------------------
+
+const LISTEN_REASONS: Readonly<Record<string, string>> = {
+  EADDRINUSE: "address in use",
+  EACCES: "permission denied",
+  EADDRNOTAVAIL: "address not available",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found"
+}
+
+/** The listening socket could not be opened (port in use, a privileged port, an address this machine lacks). */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly host: string
+  readonly port: number
+  /** The system's code (EADDRINUSE, ...), when it gave one. */
+  readonly code: string | undefined
+  readonly detail: string
+}> {
+  override get message() {
+    const reason = (this.code === undefined ? undefined : LISTEN_REASONS[this.code]) ?? this.detail
+    return `cannot listen on ${this.host}:${this.port}: ${reason}`
   }
 }

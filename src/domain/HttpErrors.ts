@@ -1,6 +1,7 @@
 import type {
   BadRequest,
   ConfigInvalid,
+  GatewayStopping,
   InvalidModelRequest,
   QueueFull,
   QueueTimeout,
@@ -41,6 +42,7 @@ export type GatewayError =
   | TooManyFollowers
   | UnknownModel
   | InvalidModelRequest
+  | GatewayStopping
 
 export interface ErrorResponse {
   readonly status: number
@@ -139,5 +141,7 @@ export const toErrorResponse = (error: GatewayError): ErrorResponse => {
         headers: { "retry-after": RETRY_AFTER_SECONDS },
         body: { ...body, serviceId: error.serviceId, limit: error.limit }
       }
+    case "GatewayStopping":
+      return { status: 503, headers: { "retry-after": BUSY_RETRY_AFTER_SECONDS, connection: "close" }, body }
   }
 }

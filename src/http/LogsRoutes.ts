@@ -4,6 +4,7 @@ import { LiveConfig } from "../config/LiveConfig.ts"
 import { UnknownService } from "../domain/Errors.ts"
 import { type LogLine, RING_LINES, ServiceLogs } from "../observability/ServiceLogs.ts"
 import { decodeSearchParams, flagParam, intParam, wholeNumber } from "./SearchParams.ts"
+import { Draining } from "./Shutdown.ts"
 
 export const DEFAULT_TAIL = 100
 
@@ -48,6 +49,7 @@ export const logs = Effect.gen(function* () {
   // leaves (even before the first byte) releases it.
   const refused = serviceLogs.refusal(id)
   if (refused !== undefined) return yield* refused
+  const draining = yield* Draining
   const body = Stream.unwrapScoped(
     Effect.map(serviceLogs.follow(id, lastEventId === undefined ? tail : RING_LINES, lastEventId), (follower) => {
       const live = Stream.repeatEffect(follower.take).pipe(
@@ -68,6 +70,8 @@ export const logs = Effect.gen(function* () {
     Stream.catchAll((error) =>
       Stream.make(`event: refused\ndata: ${JSON.stringify({ error: error._tag, message: error.message })}\n\n`)
     ),
+    // A stopping gateway ends the stream at once (an EventSource reconnects to the next one).
+    Stream.interruptWhen(draining.begun),
     Stream.encodeText
   )
   return HttpServerResponse.stream(body, {

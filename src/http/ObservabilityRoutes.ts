@@ -7,6 +7,7 @@ import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { decodeSearchParams } from "./SearchParams.ts"
+import { Draining } from "./Shutdown.ts"
 
 // ---------------------------------------------------------------------------
 // Live events: `GET /v1/events` as Server-Sent Events.
@@ -153,7 +154,10 @@ export const routes = HttpRouter.empty.pipe(
       // The request's scope closes once the stream has ended (or the client left): the place is given back then.
       yield* Effect.flatMap(EventSubscribers, (subscribers) => subscribers.admit)
       const context = yield* Effect.context<LifecycleEvents | ServiceRegistry>()
-      return HttpServerResponse.stream(eventStream().pipe(Stream.encodeText, Stream.provideContext(context)), {
+      // A stopping gateway ends the stream at once (an EventSource reconnects to the next one).
+      const draining = yield* Draining
+      const frames = eventStream().pipe(Stream.interruptWhen(draining.begun), Stream.encodeText)
+      return HttpServerResponse.stream(frames.pipe(Stream.provideContext(context)), {
         contentType: "text/event-stream",
         headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
       })

@@ -39,6 +39,9 @@ export const queueDepth = Metric.gauge("hestia_queue_depth", {
 export const inFlight = Metric.gauge("hestia_in_flight", {
   description: "Requests being forwarded to the service right now (open streams included)."
 })
+export const websocketsOpen = Metric.gauge("hestia_websockets_open", {
+  description: "Websockets open through the gateway, by service (each holds its service from its idle stop)."
+})
 export const serviceState = Metric.gauge("hestia_service_state", {
   description: "1 for the state each service is in (cold, starting, hot, stopping), 0 for the others."
 })

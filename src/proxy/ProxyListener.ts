@@ -3,6 +3,7 @@ import { Cause, Effect, Exit, type Fiber, FiberId, FiberSet, type Tracer } from 
 import { Auth } from "../auth/Auth.ts"
 import { BadRequest, RequestBodyTimeout, UnknownService } from "../domain/Errors.ts"
 import { type ErrorResponse, type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
+import { isBrowserNavigation, WaitingPage } from "../http/WaitingPage.ts"
 import { requestRecorder, UNKNOWN_SERVICE } from "../observability/Metrics.ts"
 import * as Telemetry from "../observability/Telemetry.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
@@ -195,6 +196,7 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
     const registry = yield* ServiceRegistry
     const auth = yield* Auth
     const pools = yield* UpstreamPools
+    const waitingPages = yield* WaitingPage
     const runFork = yield* FiberSet.makeRuntime<never>()
     const clock = yield* Effect.clock
     const recorder = requestRecorder(registry.has)
@@ -236,17 +238,49 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
       }
     }
 
-    /** Wait for what is not there yet (a start, a turn, a connection), then forward; the client leaving stops it. */
-    const slowPath = (exchange: ProxyExchange, parsed: ServicePath) => {
-      const wait = Effect.gen(function* () {
+    /** Wait for what is not there yet (a start, a turn, a connection), then forward. */
+    const waitAndForward = (exchange: ProxyExchange, parsed: ServicePath) =>
+      Effect.gen(function* () {
         if (exchange.lease === undefined) {
           const acquire = registry.acquire(parsed.serviceId, exchange.requestId)
           exchange.lease = yield* exchange.span === undefined ? acquire : Effect.withParentSpan(acquire, exchange.span)
         }
         yield* pools.start(exchange, upstreamRequest(exchange, parsed))
       })
+
+    /**
+     * A browser's navigation to a service with a waiting page that is not hot: the start is asked for, and the page
+     * answers at once (it reloads into the service when hot). A service that turned hot meanwhile (or is hot but
+     * draining) is waited for and forwarded as usual.
+     */
+    const waitingPath = (exchange: ProxyExchange, parsed: ServicePath, page: Buffer) =>
+      Effect.gen(function* () {
+        const start = registry.start(parsed.serviceId, exchange.requestId)
+        const before = yield* exchange.span === undefined ? start : Effect.withParentSpan(start, exchange.span)
+        if (before === "hot") return yield* waitAndForward(exchange, parsed)
+        const res = exchange.res
+        if (res.destroyed) return
+        res.writeHead(200, {
+          ...waitingPages.headers(),
+          "content-length": page.length,
+          "x-request-id": exchange.requestId
+        })
+        res.end(page)
+        exchange.release()
+        yield* Effect.logInfo(`${parsed.serviceId}: waiting page served (${before})`).pipe(
+          Effect.annotateLogs({
+            event: "waiting_page",
+            serviceId: parsed.serviceId,
+            requestId: exchange.requestId,
+            state: before
+          })
+        )
+      })
+
+    /** The slow path on a fiber of its own; the client leaving stops it. */
+    const slowPath = (exchange: ProxyExchange, work: Effect.Effect<void, GatewayError>) => {
       exchange.fiber = runFork(
-        wait.pipe(
+        work.pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
               if (Exit.isSuccess(exit)) return
@@ -297,11 +331,17 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
       send(exchange, parsed)
     }
 
-    /** Hot and room at the gates: straight to the upstream; otherwise the slow path. */
+    /** Hot and room at the gates: straight to the upstream; a browser to a cold service, its waiting page; else wait. */
     const send = (exchange: ProxyExchange, parsed: ServicePath) => {
       exchange.lease = registry.tryAcquireHot(parsed.serviceId)
       if (exchange.lease !== undefined && pools.tryStart(exchange, upstreamRequest(exchange, parsed))) return
-      slowPath(exchange, parsed)
+      if (exchange.lease === undefined) {
+        const page = waitingPages.page(parsed.serviceId)
+        if (page !== undefined && isBrowserNavigation(exchange.req.method, exchange.req.headers)) {
+          return slowPath(exchange, waitingPath(exchange, parsed, page))
+        }
+      }
+      slowPath(exchange, waitAndForward(exchange, parsed))
     }
 
     /**
@@ -334,5 +374,5 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
 
     return { handle, forward }
   }),
-  dependencies: [ServiceRegistry.Default, Auth.Default, UpstreamPools.Default]
+  dependencies: [ServiceRegistry.Default, Auth.Default, UpstreamPools.Default, WaitingPage.Default]
 }) {}

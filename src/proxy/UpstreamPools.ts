@@ -32,6 +32,8 @@ export interface UpstreamRequest {
   /** Flat [name, value, ...]. */
   readonly headers: Array<string>
   readonly body: IncomingMessage | Buffer | string | null
+  /** `websocket` for an upgrade: undici sends `Connection: upgrade` and calls the exchange's `onUpgrade` on a 101. */
+  readonly upgrade?: string
 }
 
 /** What the exchange needs of a service, computed once. */
@@ -241,6 +243,7 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
             path: request.path,
             headers: request.headers,
             body: request.body,
+            upgrade: request.upgrade ?? null,
             headersTimeout: exchange.service.headersTimeout,
             bodyTimeout: exchange.service.bodyTimeout
           },

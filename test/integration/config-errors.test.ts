@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
+import { type AddressInfo, createServer } from "node:net"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { ListenError } from "../../src/domain/Errors.ts"
 import { repoRoot, tempDir } from "../fixtures/Gateway.ts"
 
 const dir = tempDir("hestia-config-")
@@ -167,6 +169,57 @@ describe("a broken config file stops the gateway with exit code 2 and one clear 
       )
     })
   )
+})
+
+describe("a listening socket that cannot be opened stops the gateway with exit code 1 and one clear line", () => {
+  const config = "services:\n  a: { base_url: 'http://127.0.0.1:1' }\n"
+
+  it.live("a port in use", () =>
+    Effect.gen(function* () {
+      const holder = createServer()
+      const port = yield* Effect.promise(
+        () =>
+          new Promise<number>((resolve) =>
+            holder.listen(0, "127.0.0.1", () => resolve((holder.address() as AddressInfo).port))
+          )
+      )
+      try {
+        const result = yield* runGateway(config, { HESTIA_HOST: "127.0.0.1", HESTIA_PORT: String(port) })
+        assert.strictEqual(result.code, 1)
+        assert.strictEqual(result.stderr, `hestia: cannot listen on 127.0.0.1:${port}: address in use\n`)
+        // No defect: nothing on stdout names a stack.
+        assert.notInclude(result.stdout, "EADDRINUSE")
+        assert.notInclude(result.stdout, '"event":"listening"')
+      } finally {
+        holder.close()
+      }
+    })
+  )
+
+  it.live("an address this machine does not have", () =>
+    Effect.gen(function* () {
+      // TEST-NET-1 (RFC 5737): assigned to no machine.
+      const result = yield* runGateway(config, { HESTIA_HOST: "192.0.2.123", HESTIA_PORT: "18549" })
+      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.stderr, "hestia: cannot listen on 192.0.2.123:18549: address not available\n")
+    })
+  )
+
+  it("names the other reasons in words (a privileged port), and anything else as the system said it", () => {
+    assert.strictEqual(
+      new ListenError({
+        host: "0.0.0.0",
+        port: 80,
+        code: "EACCES",
+        detail: "listen EACCES: permission denied 0.0.0.0:80"
+      }).message,
+      "cannot listen on 0.0.0.0:80: permission denied"
+    )
+    assert.strictEqual(
+      new ListenError({ host: "h", port: 1, code: "EWHATEVER", detail: "listen EWHATEVER h:1" }).message,
+      "cannot listen on h:1: listen EWHATEVER h:1"
+    )
+  })
 })
 
 describe("configs of the first (Python) Hestia through the real entry point", () => {
