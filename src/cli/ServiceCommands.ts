@@ -13,6 +13,7 @@ type Status = typeof ServiceStatus.Type
 
 /** A service id; a word starting with `-` is an option @effect/cli did not know, not a service. */
 const ServiceId = Schema.String.pipe(Schema.filter((id) => !id.startsWith("-") || `unknown option ${id}`))
+/** Ids go into paths as one segment (HttpApiClient inserts path parameters as they are). */
 const service = Args.text({ name: "SERVICE" }).pipe(Args.withSchema(ServiceId), Args.withDescription("a service id"))
 
 /** Run `body` against the gateway the options name, its failures reported in the chosen format. */
@@ -88,7 +89,9 @@ export const status = Command.make(
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
       if (Option.isSome(service)) {
-        const one = yield* gateway.call(gateway.api.services.status({ path: { id: service.value } }))
+        const one = yield* gateway.call(
+          gateway.api.services.status({ path: { id: encodeURIComponent(service.value) } })
+        )
         return yield* format === "json" ? printJson(one) : Console.log(statusDetail(one, now))
       }
       const all = yield* gateway.call(gateway.api.services.list())
@@ -111,7 +114,7 @@ export const start = Command.make(
   withGateway((gateway, { service, wait, format }) =>
     Effect.gen(function* () {
       const answer = yield* gateway.call(
-        gateway.api.services.start({ path: { id: service }, urlParams: wait ? { wait: true } : {} })
+        gateway.api.services.start({ path: { id: encodeURIComponent(service) }, urlParams: wait ? { wait: true } : {} })
       )
       if (format === "json") return yield* printJson(answer)
       const how = !answer.started ? "already hot" : answer.state === "hot" ? "started" : "start initiated"
@@ -125,7 +128,7 @@ export const stop = Command.make(
   { service, format, ...connection },
   withGateway((gateway, { service, format }) =>
     Effect.gen(function* () {
-      const answer = yield* gateway.call(gateway.api.services.stop({ path: { id: service } }))
+      const answer = yield* gateway.call(gateway.api.services.stop({ path: { id: encodeURIComponent(service) } }))
       if (format === "json") return yield* printJson(answer)
       yield* Console.log(`${service}: ${stateColour(answer.state)} (stop initiated)`)
     })
@@ -154,7 +157,9 @@ export const logs = Command.make(
     Effect.gen(function* () {
       const urlParams = Option.isSome(tail) ? { tail: tail.value } : {}
       if (!follow) {
-        const answer = yield* gateway.call(gateway.api.logs.tail({ path: { id: service }, urlParams }))
+        const answer = yield* gateway.call(
+          gateway.api.logs.tail({ path: { id: encodeURIComponent(service) }, urlParams })
+        )
         if (format === "json") return yield* printJson(answer)
         for (const line of answer.lines) yield* Console.log(logLine(line))
         return

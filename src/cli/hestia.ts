@@ -13,6 +13,14 @@ import { keys } from "./KeysCommand.ts"
 import { plainWhereNotTerminal } from "./Output.ts"
 import { activity, events, logs, start, status, stop } from "./ServiceCommands.ts"
 
+// `hestia events | head -1`: a reader that goes away ends the command quietly, not with an EPIPE stack trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(process.exitCode ?? 0)
+    throw error
+  })
+}
+
 const hestia = Command.make("hestia").pipe(
   Command.withDescription("Hestia, the on-demand service gateway: its services, logs, events, config and keys"),
   Command.withSubcommands([status, start, stop, logs, events, activity, config, keys])

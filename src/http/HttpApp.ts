@@ -104,15 +104,13 @@ const answer = (error: GatewayError, request: HttpServerRequest.HttpServerReques
   )
 }
 
+const INTERNAL_ERROR = toErrorResponse(new InternalError())
+
 /** A bug: logged with its cause, answered 500 InternalError without it. */
 const internalError = (cause: Cause.Cause<unknown>) =>
   Effect.logError("control request failed").pipe(
     Effect.annotateLogs({ event: "control_defect", cause: Cause.pretty(cause) }),
-    Effect.as(
-      HttpServerResponse.unsafeJson(toErrorResponse(new InternalError()).body, {
-        status: toErrorResponse(new InternalError()).status
-      })
-    )
+    Effect.as(HttpServerResponse.unsafeJson(INTERNAL_ERROR.body, { status: INTERNAL_ERROR.status }))
   )
 
 /** Every control route but `/healthz` needs credentials when auth is on (see Auth.guardFor); checked before routing. */

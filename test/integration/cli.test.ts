@@ -5,6 +5,7 @@ import * as readline from "node:readline"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { newKey } from "../../src/auth/Auth.ts"
+import { openApiDocument } from "../../src/http/DocsRoutes.ts"
 import { ensureBundle } from "../fixtures/Bundle.ts"
 import { call, freePort, gatewayYaml, processService, repoRoot, tempDir } from "../fixtures/Gateway.ts"
 import { startGateway } from "../fixtures/GatewayProcess.ts"
@@ -95,6 +96,10 @@ describe("the hestia CLI (dist/cli/hestia.mjs) against the gateway bundle", () =
         )
         const gateway = yield* startGateway(config, { HESTIA_DATABASE: Path.join(dir, "hestia.db") }, entry)
         const url = ["--url", gateway.url]
+        // The bundle serves the document the declaration gives (names survive minification), and its page.
+        const served = yield* call(`${gateway.url}/openapi.json`)
+        assert.deepStrictEqual(JSON.parse(served.text), JSON.parse(JSON.stringify(openApiDocument())))
+        assert.strictEqual((yield* call(`${gateway.url}/docs`)).status, 200)
 
         // status: a table a person reads, one document for scripts.
         const table = yield* hestia(["status", ...url])
