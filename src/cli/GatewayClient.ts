@@ -143,9 +143,9 @@ export const connect = ({ url, apiKey }: Connection) =>
             )
             return yield* new GatewayRefused({ error })
           }
+          // The body ended or broke off: the gateway stopped (or dropped this subscriber, which its last event says).
           return events(response.stream.pipe(Stream.decodeText())).pipe(
-            Stream.mapError(failWith),
-            // The body ended: the gateway stopped (or dropped this subscriber, which its last event says).
+            Stream.mapError(() => new StreamEnded({ url: base })),
             Stream.concat(Stream.fail(new StreamEnded({ url: base })))
           )
         })

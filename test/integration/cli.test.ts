@@ -8,7 +8,7 @@ import { newKey } from "../../src/auth/Auth.ts"
 import { openApiDocument } from "../../src/http/DocsRoutes.ts"
 import { ensureBundle } from "../fixtures/Bundle.ts"
 import { call, freePort, gatewayYaml, processService, repoRoot, tempDir } from "../fixtures/Gateway.ts"
-import { startGateway } from "../fixtures/GatewayProcess.ts"
+import { startGateway, stopGracefully } from "../fixtures/GatewayProcess.ts"
 
 // The real `hestia` binary (dist/cli/hestia.mjs, as the package's bin and the Docker image run it) against the real
 // gateway bundle, in both formats, with every exit code: 0 ok, 1 gateway error, 2 usage/config error, 3 unreachable.
@@ -48,8 +48,11 @@ const follow = (args: ReadonlyArray<string>) =>
     Effect.sync(() => {
       const child = spawn(HESTIA, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })
       const lines: Array<string> = []
+      const errors: Array<string> = []
       readline.createInterface({ input: child.stdout! }).on("line", (line) => lines.push(line))
-      return { child, lines }
+      readline.createInterface({ input: child.stderr! }).on("line", (line) => errors.push(line))
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+      return { child, lines, errors, exited }
     }),
     ({ child }) =>
       Effect.promise(
@@ -216,6 +219,17 @@ describe("the hestia CLI (dist/cli/hestia.mjs) against the gateway bundle", () =
         const downJson = yield* hestia(["events", "--format", "json", "--url", nobody])
         assert.strictEqual(downJson.code, 3)
         assert.include(JSON.parse(downJson.stdout), { error: "GatewayUnreachable", url: nobody })
+
+        // A gateway that stops under a follower: exit 3, saying so.
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const watching = yield* follow(["events", ...url])
+            yield* until(watching.lines, (line) => line.includes("web cold"), "the snapshot")
+            yield* stopGracefully(gateway)
+            assert.strictEqual(yield* Effect.promise(() => watching.exited), 3)
+            assert.deepStrictEqual(watching.errors, [`hestia: the gateway at ${gateway.url} closed the stream`])
+          })
+        )
       }).pipe(Effect.scoped),
     120_000
   )
