@@ -47,6 +47,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/dist ./dist
+# The `hestia` CLI on PATH: `docker compose exec hestia hestia status` (it talks to 127.0.0.1:8080 inside).
+RUN ln -s /app/dist/cli/hestia.mjs /usr/local/bin/hestia
 COPY package.json package-lock.json ./
 COPY examples ./examples
 COPY strategies ./strategies

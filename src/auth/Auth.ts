@@ -4,6 +4,9 @@ import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { Unauthorized } from "../domain/Errors.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { AuthKeys } from "../store/AuthKeys.ts"
+import { guardFor } from "./Guard.ts"
+
+export { type Guard, guardFor } from "./Guard.ts"
 
 /**
  * Keys are stored as SHA-256: they are 256-bit random strings, so a slow password hash would add latency to every
@@ -35,15 +38,6 @@ const basicCredentials = (headers: RequestHeaders): string | undefined => {
 
 // One-shot hashing: about half the cost of createHash().update().digest() on the request path.
 const digest = (text: string) => hash("sha256", text, "buffer")
-
-/** Which credentials a path needs. `/healthz` is always open; `/` and its assets under `/dashboard/` are the dashboard. */
-export type Guard = "open" | "dashboard" | "apiKey"
-
-export const guardFor = (method: string, path: string): Guard => {
-  if (path === "/healthz") return "open"
-  if ((path === "/" || path.startsWith("/dashboard/")) && (method === "GET" || method === "HEAD")) return "dashboard"
-  return "apiKey"
-}
 
 export interface RequestInfo {
   readonly method: string

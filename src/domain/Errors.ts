@@ -241,6 +241,23 @@ export class GatewayStopping extends Schema.TaggedError<GatewayStopping>()("Gate
   }
 }
 
+/** A request for a route the gateway does not have (method and path as asked). */
+export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
+  method: Schema.String,
+  url: Schema.String
+}) {
+  override get message() {
+    return `no route for ${this.method} ${this.url}`
+  }
+}
+
+/** A defect in a control route: answered without its cause, which is logged. */
+export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", {}) {
+  override get message() {
+    return "internal error"
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Failures of one start attempt. They never reach a client on their own: they are
 // collected into StartupFailed.attempts (tag + message).

@@ -1,20 +1,18 @@
-import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Schedule, Schema, Stream } from "effect"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Effect, Schedule, Stream } from "effect"
 import { LiveConfig } from "../config/LiveConfig.ts"
 import { UnknownService } from "../domain/Errors.ts"
 import { type LogLine, RING_LINES, ServiceLogs } from "../observability/ServiceLogs.ts"
-import { decodeSearchParams, flagParam, intParam, wholeNumber } from "./SearchParams.ts"
+import { DEFAULT_TAIL, type MAX_TAIL } from "./ApiSchemas.ts"
+import { ControlApi } from "./ControlApi.ts"
+import { wholeNumber } from "./SearchParams.ts"
 import { Draining } from "./Shutdown.ts"
 
-export const DEFAULT_TAIL = 100
-
-/** `?tail=N&follow=1`: the last N lines (0–RING_LINES, default 100); with follow, then every new line as SSE. */
-export const LogsParams = Schema.Struct({
-  tail: Schema.optional(intParam("tail", 0, RING_LINES)),
-  follow: Schema.optional(flagParam("follow"))
-})
-
-const ServiceParams = Schema.Struct({ id: Schema.String })
+type Holds<T extends true> = T
+/** The declaration's bound on `tail` is the ring's size (checked by tsc). */
+export type TailBound = Holds<
+  [typeof MAX_TAIL, typeof RING_LINES] extends [typeof RING_LINES, typeof MAX_TAIL] ? true : false
+>
 
 const lineJson = (line: LogLine) => ({
   seq: line.seq,
@@ -33,25 +31,36 @@ const RECONNECT_MS = 3_000
  * of the same lines, then each new one (`dropped` events count lines skipped for a reader that fell 1000 behind).
  * A reconnecting EventSource sends `Last-Event-ID` and gets only the lines after it that the ring still holds.
  */
-export const logs = Effect.gen(function* () {
-  const { id } = yield* HttpRouter.schemaPathParams(ServiceParams)
-  const params = yield* decodeSearchParams(LogsParams)
-  const config = (yield* LiveConfig).current()
-  if (!config.services.has(id)) return yield* new UnknownService({ serviceId: id })
-  const serviceLogs = yield* ServiceLogs
-  const tail = params.tail ?? DEFAULT_TAIL
-  if (params.follow !== true) {
-    return yield* HttpServerResponse.json({ serviceId: id, lines: serviceLogs.tail(id, tail).map(lineJson) })
-  }
-  const request = yield* HttpServerRequest.HttpServerRequest
-  const lastEventId = wholeNumber(String(request.headers["last-event-id"] ?? ""))
-  // A full house is a 503 before answering; the follower itself belongs to the response stream, so a client that
-  // leaves (even before the first byte) releases it.
-  const refused = serviceLogs.refusal(id)
-  if (refused !== undefined) return yield* refused
-  const draining = yield* Draining
+export const LogsHandlers = HttpApiBuilder.group(ControlApi, "logs", (handlers) =>
+  Effect.gen(function* () {
+    const live = yield* LiveConfig
+    const serviceLogs = yield* ServiceLogs
+    const draining = yield* Draining
+    return handlers.handle("tail", ({ path: { id }, urlParams, request }) =>
+      Effect.gen(function* () {
+        if (!live.current().services.has(id)) return yield* new UnknownService({ serviceId: id })
+        const tail = urlParams.tail ?? DEFAULT_TAIL
+        if (urlParams.follow !== true) return { serviceId: id, lines: serviceLogs.tail(id, tail).map(lineJson) }
+        const lastEventId = wholeNumber(String(request.headers["last-event-id"] ?? ""))
+        // A full house is a 503 before answering; the follower itself belongs to the response stream, so a client
+        // that leaves (even before the first byte) releases it.
+        const refused = serviceLogs.refusal(id)
+        if (refused !== undefined) return yield* refused
+        return follow(serviceLogs, draining, id, lastEventId === undefined ? tail : RING_LINES, lastEventId)
+      })
+    )
+  })
+)
+
+const follow = (
+  serviceLogs: ServiceLogs,
+  draining: Draining,
+  id: string,
+  tail: number,
+  lastEventId: number | undefined
+) => {
   const body = Stream.unwrapScoped(
-    Effect.map(serviceLogs.follow(id, lastEventId === undefined ? tail : RING_LINES, lastEventId), (follower) => {
+    Effect.map(serviceLogs.follow(id, tail, lastEventId), (follower) => {
       const live = Stream.repeatEffect(follower.take).pipe(
         Stream.flattenIterables,
         Stream.map((item) =>
@@ -78,4 +87,4 @@ export const logs = Effect.gen(function* () {
     contentType: "text/event-stream",
     headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
   })
-})
+}

@@ -1,12 +1,12 @@
-import { HttpRouter, HttpServerResponse } from "@effect/platform"
-import { Clock, type Duration, Effect, Queue, Ref, Schedule, Schema, Stream } from "effect"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Clock, type Duration, Effect, Queue, Ref, Schedule, Stream } from "effect"
 import { LiveConfig } from "../config/LiveConfig.ts"
 import { TooManySubscribers, UnknownService } from "../domain/Errors.ts"
 import { Metrics } from "../observability/Metrics.ts"
 import { MetricsHistory } from "../observability/MetricsHistory.ts"
 import { type LifecycleEvent, LifecycleEvents } from "../registry/LifecycleEvents.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
-import { decodeSearchParams } from "./SearchParams.ts"
+import { ControlApi } from "./ControlApi.ts"
 import { Draining } from "./Shutdown.ts"
 
 // ---------------------------------------------------------------------------
@@ -104,63 +104,46 @@ export class EventSubscribers extends Effect.Service<EventSubscribers>()("hestia
 // Routes
 // ---------------------------------------------------------------------------
 
-const ServiceParams = Schema.Struct({ id: Schema.String })
+/** `GET /metrics` (Prometheus text), `/v1/metrics`, `/v1/metrics/history`, `/v1/services/{id}/metrics` (JSON). */
+export const MetricsHandlers = HttpApiBuilder.group(ControlApi, "metrics", (handlers) =>
+  Effect.gen(function* () {
+    const live = yield* LiveConfig
+    const metrics = yield* Metrics
+    const history = yield* MetricsHistory
+    const registry = yield* ServiceRegistry
+    return handlers
+      .handle("prometheus", () => metrics.prometheus)
+      .handle("json", () => metrics.json())
+      .handle("history", ({ urlParams: { serviceId } }) =>
+        serviceId !== undefined && !live.current().services.has(serviceId)
+          ? Effect.fail(new UnknownService({ serviceId }))
+          : history.read(serviceId)
+      )
+      .handle("service", ({ path }) =>
+        // UnknownService → 404
+        Effect.zipRight(
+          registry.status(path.id),
+          Effect.map(metrics.json(path.id), ({ metrics }) => ({ serviceId: path.id, metrics }))
+        )
+      )
+  })
+)
 
-/** `?serviceId=`: one service's history, else every service's. */
-const HistoryParams = Schema.Struct({
-  serviceId: Schema.optional(Schema.NonEmptyString.annotations({ message: () => "serviceId must not be empty" }))
-})
-
-export const routes = HttpRouter.empty.pipe(
-  HttpRouter.get(
-    "/metrics",
-    Effect.gen(function* () {
-      const metrics = yield* Metrics
-      return HttpServerResponse.text(yield* metrics.prometheus, {
-        contentType: "text/plain; version=0.0.4; charset=utf-8"
-      })
-    })
-  ),
-  HttpRouter.get(
-    "/v1/metrics",
-    Effect.gen(function* () {
-      const metrics = yield* Metrics
-      return yield* HttpServerResponse.json(yield* metrics.json())
-    })
-  ),
-  HttpRouter.get(
-    "/v1/metrics/history",
-    Effect.gen(function* () {
-      const { serviceId } = yield* decodeSearchParams(HistoryParams)
-      const config = (yield* LiveConfig).current()
-      if (serviceId !== undefined && !config.services.has(serviceId)) return yield* new UnknownService({ serviceId })
-      const history = yield* MetricsHistory
-      return yield* HttpServerResponse.json(yield* history.read(serviceId))
-    })
-  ),
-  HttpRouter.get(
-    "/v1/services/:id/metrics",
-    Effect.gen(function* () {
-      const { id } = yield* HttpRouter.schemaPathParams(ServiceParams)
-      const registry = yield* ServiceRegistry
-      yield* registry.status(id) // UnknownService → 404
-      const metrics = yield* Metrics
-      return yield* HttpServerResponse.json(yield* metrics.json(id))
-    })
-  ),
-  HttpRouter.get(
-    "/v1/events",
-    Effect.gen(function* () {
-      // The request's scope closes once the stream has ended (or the client left): the place is given back then.
-      yield* Effect.flatMap(EventSubscribers, (subscribers) => subscribers.admit)
-      const context = yield* Effect.context<LifecycleEvents | ServiceRegistry>()
-      // A stopping gateway ends the stream at once (an EventSource reconnects to the next one).
-      const draining = yield* Draining
-      const frames = eventStream().pipe(Stream.interruptWhen(draining.begun), Stream.encodeText)
-      return HttpServerResponse.stream(frames.pipe(Stream.provideContext(context)), {
-        contentType: "text/event-stream",
-        headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
-      })
-    })
-  )
+/** `GET /v1/events`: raw Server-Sent Events; the request's scope holds the subscriber's place until it ends. */
+export const EventHandlers = HttpApiBuilder.group(ControlApi, "events", (handlers) =>
+  Effect.gen(function* () {
+    const subscribers = yield* EventSubscribers
+    const context = yield* Effect.context<LifecycleEvents | ServiceRegistry>()
+    const draining = yield* Draining
+    // A stopping gateway ends the stream at once (an EventSource reconnects to the next one).
+    const frames = () => eventStream().pipe(Stream.interruptWhen(draining.begun), Stream.encodeText)
+    return handlers.handle("stream", () =>
+      Effect.map(subscribers.admit, () =>
+        HttpServerResponse.stream(frames().pipe(Stream.provideContext(context)), {
+          contentType: "text/event-stream",
+          headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+        })
+      )
+    )
+  })
 )

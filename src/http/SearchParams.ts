@@ -1,13 +1,16 @@
-import { HttpServerRequest } from "@effect/platform"
-import { Effect, ParseResult, Schema } from "effect"
+import { ParseResult, Schema } from "effect"
 import { BadRequest } from "../domain/Errors.ts"
 
-/** A search parameter decoded with one plain message when it is wrong (the value is echoed back). */
+/**
+ * A search parameter decoded with one plain message when it is wrong (the value is echoed back). `jsonSchema` is
+ * what the OpenAPI document says of its text.
+ */
 export const param = <A>(
   name: string,
   expected: string,
   parse: (text: string) => A | undefined,
-  show: (value: A) => string
+  show: (value: A) => string,
+  jsonSchema: object
 ) =>
   Schema.transformOrFail(Schema.String, Schema.Any as Schema.Schema<A>, {
     strict: true,
@@ -18,7 +21,7 @@ export const param = <A>(
         : ParseResult.succeed(value)
     },
     encode: (value) => ParseResult.succeed(show(value))
-  })
+  }).annotations({ jsonSchema: { ...jsonSchema, description: expected }, description: expected })
 
 export const wholeNumber = (text: string) => (/^\d{1,15}$/.test(text) ? Number(text) : undefined)
 
@@ -31,7 +34,8 @@ export const intParam = (name: string, min: number, max: number) =>
       const n = wholeNumber(text)
       return n !== undefined && n >= min && n <= max ? n : undefined
     },
-    String
+    String,
+    { type: "integer", minimum: min, maximum: max }
   )
 
 /** `1`/`true` or `0`/`false`. */
@@ -40,18 +44,19 @@ export const flagParam = (name: string) =>
     name,
     "1, 0, true or false",
     (text) => (text === "1" || text === "true" ? true : text === "0" || text === "false" ? false : undefined),
-    (value) => (value ? "1" : "0")
+    (value) => (value ? "1" : "0"),
+    { type: "string", enum: ["1", "0", "true", "false"] }
   )
 
-/** The request's search parameters decoded by `schema`; an unknown or malformed one is a BadRequest naming it. */
-export const decodeSearchParams = <A, I>(schema: Schema.Schema<A, I>) => {
-  const decode = Schema.decodeUnknown(schema, { onExcessProperty: "error", errors: "first" })
-  return Effect.flatMap(HttpServerRequest.ParsedSearchParams, decode).pipe(
-    Effect.mapError((error) => {
-      const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]!
-      const name = issue.path.join(".")
-      if (issue._tag === "Unexpected") return new BadRequest({ reason: `unknown parameter "${name}"` })
-      return new BadRequest({ reason: issue.message.startsWith(name) ? issue.message : `${name}: ${issue.message}` })
-    })
-  )
+/** A route's search parameters: an unknown one is refused (a typo must not be silently ignored). */
+export const strictParams = <Fields extends Schema.Struct.Fields>(fields: Fields) =>
+  Schema.Struct(fields).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** A request that did not decode (its first issue): BadRequest naming the parameter, in one plain sentence. */
+export const badRequestOf = (issue: ParseResult.ArrayFormatterIssue | undefined) => {
+  if (issue === undefined) return new BadRequest({ reason: "malformed request" })
+  const name = issue.path.join(".")
+  if (issue._tag === "Unexpected") return new BadRequest({ reason: `unknown parameter "${name}"` })
+  if (name === "" || issue.message.startsWith(name)) return new BadRequest({ reason: issue.message })
+  return new BadRequest({ reason: `${name}: ${issue.message}` })
 }

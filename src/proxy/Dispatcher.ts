@@ -6,6 +6,7 @@ import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { BadRequest, RequestBodyTooLarge, UnknownService, UpstreamBodyTooLarge } from "../domain/Errors.ts"
 import { type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
+import { DispatchBody } from "../http/ApiSchemas.ts"
 import { requestRecorder, UNKNOWN_SERVICE } from "../observability/Metrics.ts"
 import * as Telemetry from "../observability/Telemetry.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
@@ -20,17 +21,6 @@ import {
   upstreamPath
 } from "./ForwardingRules.ts"
 import { CLIENT_CLOSED, CLIENT_GONE, type ServiceUpstream, UpstreamExchange, UpstreamPools } from "./UpstreamPools.ts"
-
-const Method = Schema.Literal("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-/** `POST /v1/requests`: a body that is a string is sent as is; any other JSON value is sent as JSON. */
-export const DispatchBody = Schema.Struct({
-  serviceId: Schema.NonEmptyString,
-  method: Method,
-  path: Schema.String,
-  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
-  body: Schema.optional(Schema.Unknown)
-})
 
 export interface DispatchRequest {
   readonly serviceId: string

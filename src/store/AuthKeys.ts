@@ -21,7 +21,7 @@ export class KeyLabelTaken extends Data.TaggedError("KeyLabelTaken")<{ readonly 
 
 /**
  * The `auth_keys` table: hashes only. The gateway syncs the config's keys and writes last use (both best effort: Auth
- * also keeps the config's hashes in memory); `npm run keys` adds and disables keys (those writes fail loudly).
+ * also keeps the config's hashes in memory); `hestia keys` adds, disables, enables and removes keys (those writes fail loudly).
  */
 export class AuthKeys extends Effect.Service<AuthKeys>()("hestia/AuthKeys", {
   effect: Effect.gen(function* () {
@@ -98,6 +98,28 @@ export class AuthKeys extends Effect.Service<AuthKeys>()("hestia/AuthKeys", {
       return rows.length > 0
     })
 
+    /** Enable the key with this label again; false when there is none. */
+    const enableKey = Effect.fn("AuthKeys.enableKey")(function* (label: string) {
+      const rows = yield* sql`UPDATE auth_keys SET disabled_at = NULL WHERE label = ${label} RETURNING label`.pipe(
+        Effect.orDie
+      )
+      return rows.length > 0
+    })
+
+    /**
+     * Delete a CLI key; "missing" when there is none. A config key is refused ("config"): the next start would add
+     * it back from the config, which is where it goes away.
+     */
+    const removeKey = Effect.fn("AuthKeys.removeKey")(function* (label: string) {
+      const rows = yield* sql<{ source: string }>`SELECT source FROM auth_keys WHERE label = ${label}`.pipe(
+        Effect.orDie
+      )
+      if (rows.length === 0) return "missing" as const
+      if (rows[0]!.source === "config") return "config" as const
+      yield* sql`DELETE FROM auth_keys WHERE label = ${label}`.pipe(Effect.orDie)
+      return "removed" as const
+    })
+
     /** Last use of each key, in one transaction (Auth batches them: never a write per request). Never fails. */
     const touchKeys = Effect.fn("AuthKeys.touchKeys")(function* (used: ReadonlyArray<readonly [string, number]>) {
       if (used.length === 0) return
@@ -117,6 +139,8 @@ export class AuthKeys extends Effect.Service<AuthKeys>()("hestia/AuthKeys", {
       syncConfigKeys: inTraceOnly(syncConfigKeys),
       addKey: inTraceOnly(addKey),
       disableKey: inTraceOnly(disableKey),
+      enableKey: inTraceOnly(enableKey),
+      removeKey: inTraceOnly(removeKey),
       touchKeys: inTraceOnly(touchKeys)
     }
   }),

@@ -37,6 +37,15 @@ describe("docker-compose.yml and Dockerfile: safe as shipped", () => {
     assert.include(start, "node --enable-source-maps dist/main.mjs")
   })
 
+  it("puts the hestia CLI on the image's PATH: the package's bin, as scripts/build.mjs builds it", () => {
+    const manifest = JSON.parse(readFileSync(Path.join(repoRoot, "package.json"), "utf8"))
+    assert.deepStrictEqual(manifest.bin, { hestia: "dist/cli/hestia.mjs" })
+    assert.include(dockerfile, "RUN ln -s /app/dist/cli/hestia.mjs /usr/local/bin/hestia")
+    const build = readFileSync(Path.join(repoRoot, "scripts/build.mjs"), "utf8")
+    assert.include(build, 'entryPoints: ["src/cli/hestia.ts"]')
+    assert.match(readFileSync(Path.join(repoRoot, "src/cli/hestia.ts"), "utf8"), /^#!\/usr\/bin\/env node\n/)
+  })
+
   it("names every installed package that has an install script in allowScripts (npm 11 then installs quietly)", () => {
     const manifest = JSON.parse(readFileSync(Path.join(repoRoot, "package.json"), "utf8"))
     const lock = JSON.parse(readFileSync(Path.join(repoRoot, "package-lock.json"), "utf8")) as {
