@@ -23,6 +23,7 @@ import type { Outcome, Scenario } from "./lib/scenario.ts"
 import { startShared, stopShared } from "./lib/sharedTargets.ts"
 import { bulk } from "./scenarios/bulk.ts"
 import { coldWakeup } from "./scenarios/coldWakeup.ts"
+import { containerColdStartScenario } from "./scenarios/containerColdStart.ts"
 import { herd } from "./scenarios/herd.ts"
 import { idleServices } from "./scenarios/idleServices.ts"
 import { latency } from "./scenarios/latency.ts"
@@ -41,7 +42,8 @@ const SCENARIOS: ReadonlyArray<Scenario> = [
   herd,
   modelSwap,
   idleServices,
-  strategyCalls
+  strategyCalls,
+  containerColdStartScenario
 ]
 
 const log = (message: string) => process.stderr.write(`${message}\n`)

@@ -8,6 +8,8 @@ import { request } from "undici"
 import { engineCall, type RunningEngine, startDockerd, unavailable } from "../../test/fixtures/PrivateEngine.ts"
 import { median } from "../lib/measure.ts"
 import { freePort, now, startChild, stopChild, waitForHttp } from "../lib/processes.ts"
+import { fmt } from "../lib/report.ts"
+import type { Scenario } from "../lib/scenario.ts"
 
 // ---------------------------------------------------------------------------
 // Container cold start: a stopped container (the test image: the host's node running examples/upstream.mjs) on a
@@ -185,6 +187,33 @@ services:
 }
 
 export default containerColdStart
+
+/** In `npm run bench`: after the shared gateway, on a private dockerd of its own (a row saying why when none runs). */
+export const containerColdStartScenario: Scenario = {
+  name: "containerColdStart",
+  gateway: "own",
+  run: async (bench) => {
+    const result = await containerColdStart(bench.log, { runs: bench.quick ? 3 : 7 })
+    const runs = result.samples.length
+    return {
+      results: { containerColdStart: result },
+      rows:
+        result.skipped !== undefined
+          ? [{ measure: "9. container cold start", gateway: `not measured: ${result.skipped}` }]
+          : [
+              {
+                measure: `9. container cold start p50 (${runs} runs, private dockerd): engine start → first response`,
+                gateway: `${fmt(result.p50Ms)} ms`
+              },
+              {
+                measure: "   request → first response: the container / the same upstream as a local process",
+                gateway: `${fmt(result.requestToResponseP50Ms)} / ${fmt(result.processRequestToResponseP50Ms)} ms`
+              }
+            ],
+      bars: []
+    }
+  }
+}
 
 // `npx tsx bench/scenarios/containerColdStart.ts` runs it alone.
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

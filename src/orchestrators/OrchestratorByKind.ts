@@ -17,7 +17,7 @@ import { SemaphoreTasks } from "./SemaphoreTasks.ts"
  * container, or nothing to start). Also provides SemaphoreTasks and ContainerRecords, the records of Semaphore tasks
  * and containers that service status reports.
  */
-export const layer = Layer.scoped(
+export const layerWithoutDependencies = Layer.scoped(
   Orchestrator,
   Effect.gen(function* () {
     const process = yield* Process.make
@@ -37,9 +37,11 @@ export const layer = Layer.scoped(
       reclaim: (service) => Effect.zipWith(process.reclaim(service), container.reclaim(service), (a, b) => a || b)
     } satisfies OrchestratorShape
   })
-).pipe(
+).pipe(Layer.provideMerge(Layer.merge(SemaphoreTasks.layer, ContainerRecords.layer)))
+
+/** With its stores, its Semaphore client (over undici) and the services' log rings: for tests and tools. */
+export const layer = layerWithoutDependencies.pipe(
   Layer.provide(Layer.mergeAll(ProcessRecords.Default, ContainerRows.Default, SemaphoreClient.Default)),
   // The same ServiceLogs.Default the HttpGateway serves from: layers are shared by reference, so one ring per service.
-  Layer.provide(ServiceLogs.Default),
-  Layer.provideMerge(Layer.merge(SemaphoreTasks.layer, ContainerRecords.layer))
+  Layer.provide(ServiceLogs.Default)
 )

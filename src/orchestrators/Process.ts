@@ -359,11 +359,17 @@ export const make = Effect.gen(function* () {
   const orphans = (yield* store.processes()).filter((r) => !config.services.has(r.serviceId))
   yield* Effect.forEach(orphans, (record) => reclaimRecord(record, 2_000), { discard: true })
 
+  // The gateway stops: so does every process it still runs, each said in the log (the next start restores the rest).
   yield* Effect.addFinalizer(() =>
-    Effect.forEach(children.values(), (child) => terminate(child, 2_000), {
-      concurrency: "unbounded",
-      discard: true
-    }).pipe(
+    Effect.forEach(
+      children.values(),
+      (child) =>
+        Effect.logInfo(`${child.serviceId}: stopping its process (the gateway stops)`).pipe(
+          Effect.annotateLogs({ event: "process_shutdown", serviceId: child.serviceId, pid: child.pid }),
+          Effect.zipRight(terminate(child, 2_000))
+        ),
+      { concurrency: "unbounded", discard: true }
+    ).pipe(
       Effect.ensuring(
         Effect.sync(() => {
           children.clear()

@@ -10,7 +10,7 @@ import { Strategies } from "./Strategies.ts"
  * preference order; an id it leaves out is not tried, an unknown one is ignored. No answer (failure, timeout,
  * nothing) is the configured order, as if there were no strategy.
  */
-export const layer = Layer.effect(
+export const layerWithoutDependencies = Layer.effect(
   StartPlacement,
   Effect.gen(function* () {
     const strategies = yield* Strategies
@@ -37,4 +37,6 @@ export const layer = Layer.effect(
         })
     })
   })
-).pipe(Layer.provide(Layer.merge(Strategies.Default, LiveConfig.Default)))
+)
+
+export const layer = layerWithoutDependencies.pipe(Layer.provide(Layer.merge(Strategies.Default, LiveConfig.Default)))

@@ -148,6 +148,14 @@ describe("SIGTERM: the gateway stops gracefully (the bundle, real processes)", (
         assert.isFalse(isRunning(pid), "the service's process was stopped")
         assert.strictEqual(events(gateway, "shutdown_drained").length, 1)
         assert.strictEqual(events(gateway, "shutdown_cut").length, 0)
+        // After the drain, never before it: the service's stop is said in the log.
+        const stopped = events(gateway, "process_shutdown")
+        assert.strictEqual(stopped.length, 1)
+        assert.strictEqual(JSON.parse(stopped[0]!).pid, pid)
+        assert.isAbove(
+          gateway.lines.indexOf(stopped[0]!),
+          gateway.lines.indexOf(events(gateway, "shutdown_drained")[0]!)
+        )
       }),
     60_000
   )
