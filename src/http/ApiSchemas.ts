@@ -8,7 +8,7 @@ import type { ContainerView } from "../orchestrators/ContainerRecords.ts"
 import type { AutomationView } from "../orchestrators/SemaphoreTasks.ts"
 import type { ServiceStatusView } from "../registry/ServiceOwner.ts"
 import type { ActivityEntry } from "../store/ActivityLog.ts"
-import type { StoreStatus } from "../store/StoreHealth.ts"
+import { type StoreStatus, WRITE_OPERATIONS } from "../store/StoreHealth.ts"
 import type { StrategiesView } from "../strategies/Strategies.ts"
 import { flagParam, intParam, param, strictParams, wholeNumber } from "./SearchParams.ts"
 
@@ -154,16 +154,7 @@ export const Health = Schema.Struct({
     writeFailures: Schema.Number,
     lastError: Schema.NullOr(
       Schema.Struct({
-        operation: Schema.Literal(
-          "activity",
-          "service_state",
-          "last_activity",
-          "config_mirror",
-          "process_record",
-          "container_record",
-          "key_sync",
-          "key_last_use"
-        ),
+        operation: Schema.Literal(...WRITE_OPERATIONS),
         message: Schema.String,
         at: Iso
       })

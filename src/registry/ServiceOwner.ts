@@ -419,15 +419,16 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
                 ]
               })
           )
-          yield* transition({ _tag: "Cold", since: now(), lastError: error })
-          yield* emit({
-            type: "start_failed",
-            durationMs: now() - starting.since,
-            attempts: error.attempts,
-            rejected: pending
-          })
+          yield* failedStart(starting, error)
           yield* Deferred.fail(starting.ready, error)
         })
+      )
+
+    /** Under the lock: a start that failed (or was cancelled) is `cold` with its error, and says so. */
+    const failedStart = (starting: Starting, error: StartupFailed) =>
+      Effect.zipRight(
+        transition({ _tag: "Cold", since: now(), lastError: error }),
+        emit({ type: "start_failed", durationMs: now() - starting.since, attempts: error.attempts, rejected: pending })
       )
 
     /** Under the lock: leave `cold` (or `stopping`, once stopped) and run the startup policy in the new state's scope. */
@@ -510,13 +511,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
             }
           ]
         })
-        yield* transition({ _tag: "Cold", since: now(), lastError: error })
-        yield* emit({
-          type: "start_failed",
-          durationMs: now() - starting.since,
-          attempts: error.attempts,
-          rejected: pending
-        })
+        yield* failedStart(starting, error)
         closeColdStart(starting.span, Exit.interrupt(FiberId.none))
         const done = yield* Deferred.make<void>()
         cleanup = done

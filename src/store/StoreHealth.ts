@@ -1,17 +1,7 @@
 import { Cause, Effect, Metric, MetricLabel } from "effect"
 
 /** What a failed write was for: the `operation` label of the metric and log lines (a fixed, small set). */
-export type WriteOperation =
-  | "activity"
-  | "service_state"
-  | "last_activity"
-  | "config_mirror"
-  | "process_record"
-  | "container_record"
-  | "key_sync"
-  | "key_last_use"
-
-const OPERATIONS: ReadonlyArray<WriteOperation> = [
+export const WRITE_OPERATIONS = [
   "activity",
   "service_state",
   "last_activity",
@@ -20,7 +10,8 @@ const OPERATIONS: ReadonlyArray<WriteOperation> = [
   "container_record",
   "key_sync",
   "key_last_use"
-]
+] as const
+export type WriteOperation = (typeof WRITE_OPERATIONS)[number]
 
 export const storeWriteFailures = Metric.counter("hestia_store_write_failures_total", {
   description: "Database writes that failed and were given up, by operation (bookkeeping only: the gateway goes on)."
@@ -62,7 +53,7 @@ export const failureReason = (cause: Cause.Cause<unknown>): string => {
 export class StoreHealth extends Effect.Service<StoreHealth>()("hestia/StoreHealth", {
   effect: Effect.gen(function* () {
     const clock = yield* Effect.clock
-    for (const operation of OPERATIONS) {
+    for (const operation of WRITE_OPERATIONS) {
       // Every series exists from the start, so a rate over it is defined before the first failure.
       yield* Metric.incrementBy(
         Metric.taggedWithLabels(storeWriteFailures, [MetricLabel.make("operation", operation)]),

@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs"
-import * as Net from "node:net"
 import * as Path from "node:path"
 import { Readable } from "node:stream"
 import { assert, layer } from "@effect/vitest"
@@ -15,6 +14,7 @@ import {
   gatewayUrl,
   gatewayYaml,
   modelService,
+  rawExchange,
   rawRequest,
   tempDir
 } from "../fixtures/Gateway.ts"
@@ -341,21 +341,11 @@ layer(gatewayLayer(yaml), { excludeTestServices: true, timeout: 60_000 })("model
     Effect.gen(function* () {
       const base = yield* gatewayUrl
       const port = Number(new URL(base).port)
-      const answer = yield* Effect.promise(
-        () =>
-          new Promise<string>((resolve) => {
-            const socket = Net.connect(port, "127.0.0.1")
-            let text = ""
-            socket.on("data", (data) => {
-              text += data.toString("latin1")
-            })
-            socket.on("close", () => resolve(text))
-            socket.write(
-              `POST /openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${KEY}\r\n` +
-                'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":"llama'
-            )
-            setTimeout(() => socket.destroy(), 10_000)
-          })
+      const answer = yield* rawExchange(
+        port,
+        `POST /openai/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${KEY}\r\n` +
+          'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":"llama',
+        10_000
       )
       assert.match(answer, /^HTTP\/1\.1 408 /)
       assert.match(answer, /connection: close/i)

@@ -1,5 +1,4 @@
 import * as Http from "node:http"
-import * as Net from "node:net"
 import { Readable } from "node:stream"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
@@ -11,7 +10,16 @@ import { MAX_EVENT_SUBSCRIBERS } from "../../src/http/ObservabilityRoutes.ts"
 import * as OrchestratorByKind from "../../src/orchestrators/OrchestratorByKind.ts"
 import { POOL_CONNECTIONS } from "../../src/proxy/UpstreamPools.ts"
 import { ServiceRegistry } from "../../src/registry/ServiceRegistry.ts"
-import { call, callJson, eventually, freePort, gatewayUrl, gatewayYaml, processService } from "../fixtures/Gateway.ts"
+import {
+  call,
+  callJson,
+  eventually,
+  freePort,
+  gatewayUrl,
+  gatewayYaml,
+  processService,
+  rawExchange
+} from "../fixtures/Gateway.ts"
 import { captureLogs, parsePrometheus, sampleValue } from "../fixtures/Observability.ts"
 
 // Issue 9, items 7, 12, 13, 14, 17, 19, 20, 21 and the event-subscriber cap, each against the real gateway.
@@ -63,24 +71,6 @@ const gateway = Layer.mergeAll(HttpGateway.Default, ServiceRegistry.Default).pip
 )
 
 const logged = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>)
-
-/** Writes `text` on a fresh connection and returns everything the gateway answered until it closed (or `waitMs`). */
-const rawExchange = (port: number, text: string | Array<string>, waitMs = 5_000) =>
-  Effect.promise(
-    () =>
-      new Promise<string>((resolve) => {
-        const socket = Net.connect(port, "127.0.0.1")
-        let answer = ""
-        socket.on("data", (data) => {
-          answer += data.toString("latin1")
-        })
-        const done = () => resolve(answer)
-        socket.on("close", done)
-        socket.on("error", done)
-        setTimeout(() => socket.destroy(), waitMs)
-        for (const piece of typeof text === "string" ? [text] : text) socket.write(piece)
-      })
-  )
 
 const dispatch = (base: string, payload: unknown, headers: Record<string, string> = {}) =>
   callJson(`${base}/v1/requests`, {
@@ -294,20 +284,11 @@ layer(gateway, { excludeTestServices: true, timeout: "60 seconds" })("proxy limi
   it.effect("13: an upload that completes is not cut while the upstream takes longer than the idle limit", () =>
     Effect.gen(function* () {
       const { port } = yield* HttpGateway
-      const answer = yield* Effect.promise(
-        () =>
-          new Promise<string>((resolve) => {
-            const socket = Net.connect(port, "127.0.0.1")
-            let text = ""
-            socket.on("data", (data) => {
-              text += data.toString("latin1")
-            })
-            socket.on("close", () => resolve(text))
-            socket.write(
-              "POST /services/upload/slow?ms=1500 HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 20\r\n\r\n0123456789"
-            )
-            setTimeout(() => socket.write("0123456789"), 200)
-          })
+      const answer = yield* rawExchange(
+        port,
+        "POST /services/upload/slow?ms=1500 HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 20\r\n\r\n0123456789",
+        10_000,
+        [{ afterMs: 200, text: "0123456789" }]
       )
       assert.match(answer, /^HTTP\/1\.1 200 /)
       assert.match(answer, /"slow":true/)
