@@ -1,6 +1,7 @@
 import { Args, Command } from "@effect/cli"
 import { Effect } from "effect"
 import { format } from "./Output.ts"
+import { reload } from "./ServiceCommands.ts"
 
 const check = Command.make(
   "check",
@@ -19,6 +20,6 @@ const check = Command.make(
 ).pipe(Command.withDescription("check a config file offline, as a start would, and say what it defines"))
 
 export const config = Command.make("config").pipe(
-  Command.withDescription("the configuration file"),
-  Command.withSubcommands([check])
+  Command.withDescription("the configuration file: check it offline, or have the gateway reload it"),
+  Command.withSubcommands([check, reload])
 )

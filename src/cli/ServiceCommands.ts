@@ -7,7 +7,7 @@ import { type Connection, connect, connection, type Gateway } from "./GatewayCli
 import { ago, clock, dim, type Format, format, printJson, printLine, red, stateColour, table } from "./Output.ts"
 import { reporting } from "./Report.ts"
 
-// The commands that talk to a running gateway: status, start, stop, logs, events, activity.
+// The commands that talk to a running gateway: status, start, stop, unload, logs, events, activity, config reload.
 
 type Status = typeof ServiceStatus.Type
 
@@ -134,6 +134,47 @@ export const stop = Command.make(
     })
   )
 ).pipe(Command.withDescription("stop a service (a start in progress is cancelled)"))
+
+export const unload = Command.make(
+  "unload",
+  {
+    group: Args.text({ name: "GROUP" }).pipe(Args.withSchema(ServiceId), Args.withDescription("a group's name")),
+    format,
+    ...connection
+  },
+  withGateway((gateway, { group, format }) =>
+    Effect.gen(function* () {
+      const answer = yield* gateway.call(gateway.api.groups.stop({ path: { name: encodeURIComponent(group) } }))
+      if (format === "json") return yield* printJson(answer)
+      if (answer.services.length === 0) return yield* Console.log(`${group}: no member runs`)
+      for (const member of answer.services) {
+        yield* Console.log(`${member.serviceId}: ${stateColour(member.state)} (stop initiated)`)
+      }
+    })
+  )
+).pipe(Command.withDescription("stop every member of a group (starts in progress are cancelled)"))
+
+/** `hestia config reload`: lives under `config` beside the offline `check`. */
+export const reload = Command.make(
+  "reload",
+  { format, ...connection },
+  withGateway((gateway, { format }) =>
+    Effect.gen(function* () {
+      const { reloaded } = yield* gateway.call(gateway.api.config.reload())
+      if (format === "json") return yield* printJson({ reloaded })
+      const changes = [
+        ["added", reloaded.added],
+        ["removed", reloaded.removed],
+        ["changed", reloaded.changed]
+      ] as const
+      const said = changes.filter(([, ids]) => ids.length > 0).map(([what, ids]) => `${what} ${ids.join(", ")}`)
+      yield* Console.log(`reloaded ${reloaded.source}: ${said.length === 0 ? "no service changed" : said.join("; ")}`)
+      if (reloaded.restartNeeded.length > 0) {
+        yield* Console.log(`takes effect at the next gateway restart: ${reloaded.restartNeeded.join(", ")}`)
+      }
+    })
+  )
+).pipe(Command.withDescription("read the gateway's config file again and apply it (as saving it or SIGHUP does)"))
 
 const logLine = (line: { ts: string; stream: string; line: string }) =>
   `${dim(clock(line.ts))} ${line.stream === "stderr" ? red("err") : dim("out")} ${line.line}`

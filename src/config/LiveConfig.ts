@@ -1,4 +1,4 @@
-import { statSync, watch } from "node:fs"
+import { type FSWatcher, lstatSync, readFileSync, readlinkSync, realpathSync, statSync, watch } from "node:fs"
 import * as Path from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { Effect, FiberSet, Metric, MetricLabel } from "effect"
@@ -53,6 +53,40 @@ const reloads = Metric.counter("hestia_config_reloads_total", {
 })
 const counted = (outcome: "applied" | "refused") =>
   Metric.increment(Metric.taggedWithLabels(reloads, [MetricLabel.make("outcome", outcome)]))
+
+/** Links followed at most, from the config path to the file (a loop of links ends the walk). */
+const MAX_LINKS = 8
+
+/**
+ * The folders to watch for the config file and the names that matter in each: the file's own folder (its name),
+ * and, for each link on the way to the real file, the link's folder (any name: a ConfigMap swaps a `..data` link
+ * beside it) and the folder the link leads to. Nothing for a path that is not a file (the embedded default).
+ */
+export const watchedFolders = (file: string): Map<string, Set<string> | "any"> => {
+  const folders = new Map<string, Set<string> | "any">()
+  const add = (path: string, any: boolean) => {
+    const folder = Path.dirname(path)
+    const names = folders.get(folder)
+    if (any || names === "any") return folders.set(folder, "any")
+    folders.set(folder, (names ?? new Set()).add(Path.basename(path)))
+  }
+  try {
+    if (!statSync(file).isFile()) return folders
+  } catch {
+    return folders
+  }
+  let path = file
+  for (let links = 0; links < MAX_LINKS && lstatSync(path).isSymbolicLink(); links++) {
+    add(path, true)
+    path = Path.resolve(Path.dirname(path), readlinkSync(path))
+  }
+  // Its real folder: a linked folder on the way (`..data/hestia.yml`) leads to another one once it is swapped.
+  add(realpathSync(path), false)
+  return folders
+}
+
+const sameNames = (a: Set<string> | "any", b: Set<string> | "any") =>
+  a === "any" || b === "any" ? a === b : a.size === b.size && [...a].every((name) => b.has(name))
 
 /** How long the file must stay quiet after a change before it is read (editors write in several steps). */
 const SETTLE_MS = 250
@@ -112,31 +146,61 @@ export class LiveConfig extends Effect.Service<LiveConfig>()("hestia/LiveConfig"
 
     /** Read the file again (and the container labels), then apply it; the same ConfigError a start would give. */
     const reload = (trigger: ReloadTrigger) =>
-      load.pipe(
+      Effect.sync(() => {
+        // A reload on demand reads the file as it is now: the watch need not read these bytes again.
+        if (trigger !== "file") loaded = contents()
+      }).pipe(
+        Effect.zipRight(load),
         Effect.flatMap(discover),
         Effect.provide(NodeFileSystem.layer),
         Effect.flatMap((next) => apply(next, trigger)),
         Effect.tapError(refused(trigger))
       )
 
-    // The file is watched through its folder, so that editors that replace it (write a new file, rename) are seen.
+    // The file is watched through its folder, so that editors that replace it (write a new file, rename) are seen;
+    // a file reached through links (a dotfiles checkout, a Kubernetes ConfigMap's `..data` swap) through the folder
+    // of each link too, and of the file they lead to. A change event only counts when the file's bytes changed.
     const file = Path.resolve(current.source)
-    const isFile = yield* Effect.sync(() => {
+    const contents = () => {
       try {
-        return statSync(file).isFile()
+        return readFileSync(file)
       } catch {
-        return false
+        return undefined
       }
-    })
-    const watched = yield* Effect.try(() => {
-      if (!isFile) throw new Error("not a file: nothing to watch (embedded default, test settings)")
-      const watcher = watch(Path.dirname(file), { persistent: false }, (_event, name) => {
-        if (name !== null && name.toString() === Path.basename(file)) changed()
+    }
+    let loaded = contents()
+    // Folder → its watcher and the names that count there; redone after each change (a swapped link leads elsewhere).
+    const watchers = new Map<string, { readonly watcher: FSWatcher; readonly names: Set<string> | "any" }>()
+    const rewatch = () => {
+      const wanted = watchedFolders(file)
+      for (const [folder, entry] of watchers) {
+        if (wanted.has(folder) && sameNames(wanted.get(folder)!, entry.names)) continue
+        entry.watcher.close()
+        watchers.delete(folder)
+      }
+      for (const [folder, names] of wanted) {
+        if (watchers.has(folder)) continue
+        try {
+          const watcher = watch(folder, { persistent: false }, (_event, name) => {
+            if (name === null || names === "any" || names.has(name.toString())) changed()
+          })
+          watcher.on("error", () => {
+            watcher.close()
+            if (watchers.get(folder)?.watcher === watcher) watchers.delete(folder)
+          })
+          watchers.set(folder, { watcher, names })
+        } catch {
+          // A folder that cannot be watched (gone, no permission): SIGHUP and the API still reload.
+        }
+      }
+    }
+    yield* Effect.sync(rewatch)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const entry of watchers.values()) entry.watcher.close()
+        watchers.clear()
       })
-      watcher.on("error", () => watcher.close())
-      return watcher
-    }).pipe(Effect.option)
-    if (watched._tag === "Some") yield* Effect.addFinalizer(() => Effect.sync(() => watched.value.close()))
+    )
     let pending = false
     const changed = () => {
       if (pending) return
@@ -146,9 +210,14 @@ export class LiveConfig extends Effect.Service<LiveConfig>()("hestia/LiveConfig"
           Effect.zipRight(
             Effect.sync(() => {
               pending = false
+              rewatch()
+              const now = contents()
+              const same = now !== undefined && loaded !== undefined && now.equals(loaded)
+              if (!same) loaded = now
+              return same
             })
           ),
-          Effect.zipRight(Effect.ignore(reload("file")))
+          Effect.flatMap((same) => (same ? Effect.void : Effect.ignore(reload("file"))))
         )
       )
     }

@@ -260,6 +260,77 @@ describe("the hestia CLI (dist/cli/hestia.mjs) against the gateway bundle", () =
     }).pipe(Effect.scoped)
   )
 
+  it.live("unload GROUP stops its members; config reload applies an edited file, refuses a broken one (exit 1)", () =>
+    Effect.gen(function* () {
+      const entry = ensureBundle()
+      const dir = tempDir("hestia-cli-reload-")
+      const [a, b, c] = [
+        yield* Effect.promise(freePort),
+        yield* Effect.promise(freePort),
+        yield* Effect.promise(freePort)
+      ]
+      const config = Path.join(dir, "hestia.yml")
+      const members =
+        processService("a", a, { settings: { idle_timeout_ms: 0 } }) +
+        processService("b", b, { settings: { idle_timeout_ms: 0 } })
+      const groups = "groups:\n  pair: { members: [a, b] }\n"
+      writeFileSync(config, gatewayYaml(members) + groups)
+      const gateway = yield* startGateway(config, { HESTIA_DATABASE: Path.join(dir, "hestia.db") }, entry)
+      const url = ["--url", gateway.url]
+      assert.strictEqual((yield* call(`${gateway.url}/services/a/health`)).status, 200)
+      assert.strictEqual((yield* call(`${gateway.url}/services/b/health`)).status, 200)
+
+      const unloaded = yield* hestia(["unload", "pair", ...url])
+      assert.strictEqual(unloaded.code, 0, unloaded.stderr)
+      assert.deepStrictEqual(
+        unloaded.stdout
+          .trimEnd()
+          .split("\n")
+          .map((line) => line.split(":")[0]),
+        ["a", "b"]
+      )
+      for (const id of ["a", "b"]) {
+        const status = yield* hestia(["status", id, "--format", "json", ...url])
+        assert.oneOf(JSON.parse(status.stdout).state, ["stopping", "cold"])
+      }
+      const unknownGroup = yield* hestia(["unload", "nope", ...url])
+      assert.strictEqual(unknownGroup.code, 1)
+      assert.match(oneLine(unknownGroup.stderr), /^hestia: .*"nope"/)
+
+      // Edited: a service added; the gateway's answer says so.
+      writeFileSync(config, gatewayYaml(members + processService("c", c)) + groups)
+      // The gateway watches the file too: whichever reads the edit first applies it, the other finds nothing new.
+      const reloaded = yield* hestia(["config", "reload", ...url])
+      assert.strictEqual(reloaded.code, 0, reloaded.stderr)
+      assert.match(oneLine(reloaded.stdout), /^reloaded .*hestia\.yml: (added c|no service changed)$/)
+      const asJson = yield* hestia(["config", "reload", "--format", "json", ...url])
+      assert.strictEqual(asJson.code, 0, asJson.stderr)
+      assert.deepStrictEqual(JSON.parse(asJson.stdout).reloaded, {
+        source: config,
+        trigger: "api",
+        added: [],
+        removed: [],
+        changed: [],
+        restartNeeded: []
+      })
+      const reloads = gateway.lines.flatMap((line) =>
+        line.includes('"event":"config_reloaded"') ? [JSON.parse(line)] : []
+      )
+      assert.deepStrictEqual(reloads.filter((entry) => entry.added.includes("c")).length, 1, "c added once")
+      assert.strictEqual(
+        /added c$/.test(reloaded.stdout.trim()),
+        reloads.find((r) => r.added.includes("c"))?.trigger === "api"
+      )
+      // Broken: refused with the start's own problem, and the running configuration stays.
+      writeFileSync(config, `${gatewayYaml(members)}services:\n  d: { base_url: 3 }\n`)
+      const refused = yield* hestia(["config", "reload", ...url])
+      assert.strictEqual(refused.code, 1)
+      assert.match(oneLine(refused.stderr), /^hestia: configuration not reloaded: /)
+      assert.strictEqual((yield* call(`${gateway.url}/services/c/health`)).status, 200)
+      assert.strictEqual(yield* stopGracefully(gateway), 0)
+    }).pipe(Effect.scoped)
+  )
+
   it.live("config check: what a file defines (exit 0); a broken file: the start's own line, exit 2", () =>
     Effect.gen(function* () {
       const entry = ensureBundle()

@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs"
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -107,5 +107,62 @@ describe("live configuration: hestia_config.yml edited while the gateway runs (t
         )
       }).pipe(Effect.scoped),
     90_000
+  )
+
+  it.live(
+    "a config reached through links is followed: a Kubernetes ConfigMap's `..data` swap, an edit of the target; an event without a change of bytes reloads nothing",
+    () =>
+      Effect.gen(function* () {
+        const [entry] = ensureBundle()
+        const dir = tempDir("hestia-live-links-")
+        const [a, b, c] = [
+          yield* Effect.promise(freePort),
+          yield* Effect.promise(freePort),
+          yield* Effect.promise(freePort)
+        ]
+        const serviceA = processService("alpha", a)
+        // As the kubelet lays a ConfigMap out: hestia.yml → ..data/hestia.yml, ..data → ..v1 (a folder).
+        const version = (name: string, yaml: string) => {
+          mkdirSync(Path.join(dir, name))
+          writeFileSync(Path.join(dir, name, "hestia.yml"), yaml)
+        }
+        version("..v1", gatewayYaml(serviceA))
+        symlinkSync("..v1", Path.join(dir, "..data"))
+        symlinkSync("..data/hestia.yml", Path.join(dir, "hestia.yml"))
+        // The database elsewhere: its writes must not be what makes the watch look at the folder.
+        const gateway = yield* startGateway(
+          Path.join(dir, "hestia.yml"),
+          { HESTIA_DATABASE: Path.join(tempDir("hestia-live-links-db-"), "hestia.db") },
+          [entry!]
+        )
+        const base = gateway.url
+
+        // The update: a new version folder, and `..data` replaced by a rename (atomic), as the kubelet does.
+        version("..v2", gatewayYaml(serviceA + processService("beta", b)))
+        symlinkSync("..v2", Path.join(dir, "..data_tmp"))
+        renameSync(Path.join(dir, "..data_tmp"), Path.join(dir, "..data"))
+        yield* eventually(status(base, "beta"), (s) => s.status === 200)
+
+        // The file the links lead to, edited in place.
+        writeFileSync(Path.join(dir, "..v2", "hestia.yml"), gatewayYaml(serviceA + processService("gamma", c)))
+        yield* eventually(status(base, "gamma"), (s) => s.status === 200)
+        assert.strictEqual((yield* status(base, "beta")).status, 404)
+
+        // Written again with the same bytes: the watch sees an event, and nothing is reloaded.
+        const reloads = logged(gateway.lines, "config_reloaded").length
+        assert.strictEqual(reloads, 2)
+        writeFileSync(Path.join(dir, "..v2", "hestia.yml"), gatewayYaml(serviceA + processService("gamma", c)))
+        writeFileSync(Path.join(dir, "unrelated.txt"), "x")
+        yield* Effect.sleep("1 second")
+        assert.strictEqual(logged(gateway.lines, "config_reloaded").length, reloads)
+        assert.deepStrictEqual(
+          logged(gateway.lines, "config_reloaded").map((line) => [line.trigger, line.added]),
+          [
+            ["file", ["beta"]],
+            ["file", ["gamma"]]
+          ]
+        )
+      }).pipe(Effect.scoped),
+    60_000
   )
 })
