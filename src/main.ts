@@ -7,7 +7,9 @@ import * as Shutdown from "./http/Shutdown.ts"
 import * as Logging from "./observability/Logging.ts"
 import * as Telemetry from "./observability/Telemetry.ts"
 import * as OrchestratorByKind from "./orchestrators/OrchestratorByKind.ts"
+import * as StrategyBalance from "./strategies/StrategyBalance.ts"
 import * as StrategyPlacement from "./strategies/StrategyPlacement.ts"
+import * as StrategyRouting from "./strategies/StrategyRouting.ts"
 
 // First: a closed stdout or stderr (`| head -1`, a restarted log collector) must never end the gateway.
 Logging.guardStdio()
@@ -61,8 +63,9 @@ const ConfigLive = ContainerDiscovery.layer.pipe(
 
 const GatewayLive = HttpGateway.Default.pipe(
   Layer.provide(OrchestratorByKind.layer),
-  // Placement strategies order the machines of each start (the registry's StartPlacement).
-  Layer.provide(StrategyPlacement.layer),
+  // Strategy plugins: placement orders the machines of each start (the registry's StartPlacement), balance picks an
+  // instance (InstanceBalance), routing names the service of a request (the proxy's RequestRouting).
+  Layer.provide(Layer.mergeAll(StrategyPlacement.layer, StrategyBalance.layer, StrategyRouting.layer)),
   Layer.provide(ConfigLive),
   // The file system of the strategies folder (read, watched).
   Layer.provide(NodeContext.layer),
