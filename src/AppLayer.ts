@@ -33,7 +33,9 @@ import { ProcessRecords } from "./store/ProcessRecords.ts"
 import { ServiceRows } from "./store/ServiceRows.ts"
 import { StoreHealth } from "./store/StoreHealth.ts"
 import { Strategies } from "./strategies/Strategies.ts"
+import * as StrategyBalance from "./strategies/StrategyBalance.ts"
 import * as StrategyPlacement from "./strategies/StrategyPlacement.ts"
+import * as StrategyRouting from "./strategies/StrategyRouting.ts"
 
 // The gateway's layer graph, in one place, bottom up: each tier is built on the ones below it and nothing above.
 // Services use `DefaultWithoutDependencies` here (their `Default`, with `dependencies`, is for tests that build one
@@ -83,10 +85,15 @@ const Store = Layer.mergeAll(
   Layer.provideMerge(LifecycleEvents.Default)
 )
 
-/** 3. Machines: the strategy plugins, the orchestrators by kind (with the services' log rings), readiness, placement. */
+/**
+ * 3. Machines: the strategy plugins and what asks them (placement of starts, balance over instances, routing of
+ * requests), the orchestrators by kind (with the services' log rings), readiness.
+ */
 const Machines = Layer.mergeAll(
   OrchestratorByKind.layerWithoutDependencies,
   StrategyPlacement.layerWithoutDependencies,
+  StrategyBalance.layerWithoutDependencies,
+  StrategyRouting.layerWithoutDependencies,
   Readiness.DefaultWithoutDependencies
 ).pipe(
   Layer.provideMerge(Layer.merge(Strategies.DefaultWithoutDependencies, ServiceLogs.DefaultWithoutDependencies)),

@@ -82,7 +82,7 @@ services:
 
           // round-robin is parked (no service names it): its first call starts its thread.
           const before = rssMiB()
-          const instances = [{ url: "http://a", healthy: true, inFlight: 0 }]
+          const instances = [{ url: "http://a", healthy: true, inFlight: 0, labels: {} }]
           const service = yield* HestiaConfig.pipe(
             Effect.map((config) => config.services.get("llama")!),
             Effect.provide(HestiaConfig.layerYaml(yaml))

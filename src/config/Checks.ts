@@ -45,6 +45,52 @@ const references = (settings: Settings) =>
   )
 
 /**
+ * `instances:` are upstreams the gateway does not start: a service with them is external (no command, container or
+ * Semaphore), placed nowhere (no machines, no fallback), and lists each URL once.
+ */
+const instances = (settings: Settings) =>
+  Effect.forEach(settings.services.values(), (service) =>
+    Effect.gen(function* () {
+      if (service.instances.length === 0) return
+      const at = `services.${service.id}.instances`
+      const starter =
+        service.command !== undefined
+          ? "command"
+          : service.container !== undefined
+            ? "container"
+            : service.semaphore.enabled
+              ? "semaphore_enabled"
+              : undefined
+      if (starter !== undefined) {
+        return yield* fail(
+          settings,
+          at,
+          `not with ${starter}: instances are upstreams that run on their own (the gateway starts none of them)`
+        )
+      }
+      if (service.machines.length > 0) {
+        return yield* fail(settings, at, "not with machines: an instance names its own host in its URL")
+      }
+      if (service.fallbackUrl !== undefined) {
+        return yield* fail(settings, at, "not with fallback_url: the instances fail over among themselves")
+      }
+      const seen = new Set<string>()
+      for (const [i, instance] of service.instances.entries()) {
+        if (instance.url.includes("{host}") || instance.healthUrl?.includes("{host}")) {
+          return yield* fail(
+            settings,
+            `${at}.${i}`,
+            "{host} is filled from a machine: an instance's URL names its host"
+          )
+        }
+        const key = instance.url.replace(/\/+$/, "")
+        if (seen.has(key)) return yield* fail(settings, `${at}.${i}`, `${instance.url} is listed twice`)
+        seen.add(key)
+      }
+    })
+  )
+
+/**
  * A Semaphore service cannot start without the server: an error. Without credentials its starts fail with
  * `SemaphoreAuthFailed`, which is a warning only, so that the first Hestia's example config (token commented out) loads.
  */
@@ -181,6 +227,7 @@ const models = (settings: Settings) =>
 export const check = (settings: Settings) =>
   Effect.gen(function* () {
     yield* references(settings)
+    yield* instances(settings)
     const warnings = yield* semaphore(settings)
     yield* routingRules(settings)
     yield* processAddresses(settings)

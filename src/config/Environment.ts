@@ -42,6 +42,7 @@ const globals: ReadonlyArray<readonly [string, ReadonlyArray<string>, (raw: stri
   ["HESTIA_SHUTDOWN_GRACE_MS", ["shutdown_grace_ms"], yamlScalar],
   ["HESTIA_STRATEGIES_DIR", ["strategies_dir"], text],
   ["HESTIA_STRATEGY_TIMEOUT_MS", ["strategy_timeout_ms"], yamlScalar],
+  ["HESTIA_MODEL_STRATEGY", ["model_strategy"], text],
   ["SEMAPHORE_BASE_URL", ["semaphore_base_url"], text],
   // Secrets stay text: a password "123" or "yes" is not a number or a boolean.
   ["SEMAPHORE_API_KEY", ["semaphore_api_key"], text],

@@ -1,4 +1,4 @@
-import { Schema, Struct } from "effect"
+import { ParseResult, Schema, SchemaAST, Struct } from "effect"
 import { ContainerBlock } from "./ContainerConfig.ts"
 import {
   Flag,
@@ -10,6 +10,7 @@ import {
   SecondsAsMillis,
   SecondsOrNeverAsMillis
 } from "./Fields.ts"
+import { Instance } from "./InstanceConfig.ts"
 
 // A service is one flat mapping in the file (the first Hestia's keys, plus ours). Each field below is the whole
 // declaration of one key: its domain name, its file key, its check and its default. Adding a key is one line here;
@@ -104,7 +105,18 @@ const serviceFields = {
     default: () => ({})
   }).pipe(Schema.fromKey("model_aliases")),
   /** The name of a strategy plugin from `strategies_dir`; the gateway refuses to start when none has it. */
-  strategy: orUndefined(Schema.NonEmptyString)
+  strategy: orUndefined(Schema.NonEmptyString),
+  /**
+   * Several upstreams behind this service (one that Hestia does not start): each request goes to one of them, by a
+   * balance strategy or the default rule (see InstanceSet).
+   */
+  instances: Schema.optionalWith(Schema.Array(Instance), { nullable: true, default: () => [] })
+}
+
+/** In the file `base_url` may be left out when `instances` is given: the first instance's URL stands in for it. */
+const fileFields = {
+  ...serviceFields,
+  baseUrl: Schema.optional(HttpUrl).pipe(Schema.fromKey("base_url"))
 }
 
 /**
@@ -112,14 +124,12 @@ const serviceFields = {
  * with one warning.
  */
 export const deprecatedServiceKeys: Readonly<Record<string, string>> = {
-  instances:
-    "several instances behind one service are not supported yet and the key is ignored; declare one service per instance, or list machines: with {host} in base_url",
   routing:
     "the key is ignored; to route by the body's model, declare one service per upstream with its models: (and model_aliases:) and call the model endpoints, /openai/v1 and /ollama/api"
 }
 
 /** Accepted (with their warning) and dropped: nothing reads them yet. */
-const droppedFields = { instances: Schema.optional(Schema.Unknown), routing: Schema.optional(Schema.Unknown) }
+const droppedFields = { routing: Schema.optional(Schema.Unknown) }
 const droppedKeys = Object.keys(droppedFields) as Array<keyof typeof droppedFields>
 const semaphoreKeys = Object.keys(SemaphoreServiceSettings.fields) as Array<
   keyof typeof SemaphoreServiceSettings.fields
@@ -159,17 +169,27 @@ export const serviceOf = (id: string, entry: Entry, source: ServiceSource = "con
   container: entry.container && { ...entry.container, name: entry.container.name || `hestia-${id}` }
 })
 
+/** `base_url`, for the "is missing" of a service that has neither it nor `instances`. */
+const baseUrlKey = new SchemaAST.PropertySignature("base_url", HttpUrl.ast, false, true)
+
 /** One entry under `services:` (the file's flat mapping), decoded to a `ServiceConfig` once its id is known. */
-export const ServiceEntry = Schema.transform(
-  Schema.Struct({ ...serviceFields, ...SemaphoreServiceSettings.fields, ...droppedFields }),
+export const ServiceEntry = Schema.transformOrFail(
+  Schema.Struct({ ...fileFields, ...SemaphoreServiceSettings.fields, ...droppedFields }),
   Schema.typeSchema(Schema.Struct({ ...serviceFields, semaphore: SemaphoreServiceSettings })),
   {
     strict: true,
-    decode: (flat) => ({
-      ...Struct.omit(flat, ...droppedKeys, ...semaphoreKeys),
-      semaphore: Struct.pick(flat, ...semaphoreKeys)
-    }),
-    encode: ({ semaphore, ...rest }) => ({ ...rest, ...semaphore })
+    decode: (flat) => {
+      const baseUrl = flat.baseUrl ?? flat.instances[0]?.url
+      if (baseUrl === undefined) {
+        return ParseResult.fail(new ParseResult.Pointer("base_url", flat, new ParseResult.Missing(baseUrlKey)))
+      }
+      return ParseResult.succeed({
+        ...Struct.omit(flat, ...droppedKeys, ...semaphoreKeys),
+        baseUrl,
+        semaphore: Struct.pick(flat, ...semaphoreKeys)
+      })
+    },
+    encode: ({ semaphore, ...rest }) => ParseResult.succeed({ ...rest, ...semaphore })
   }
 )
 

@@ -93,6 +93,11 @@ const settingsFields = {
   strategiesDir: Schema.optionalWith(Schema.NonEmptyString, { default: () => "./strategies" }).pipe(
     Schema.fromKey("strategies_dir")
   ),
+  /**
+   * A routing strategy the model endpoints (`/openai/v1`, `/ollama/api`) ask first, with the body: the service id it
+   * answers wins over the body's model.
+   */
+  modelStrategy: orUndefined(Schema.NonEmptyString).pipe(Schema.fromKey("model_strategy")),
   /** The time limit of one strategy call; past it, the default rule decides. */
   strategyTimeoutMs: Schema.optionalWith(PositiveInt, { default: () => 50 }).pipe(Schema.fromKey("strategy_timeout_ms"))
 }

@@ -121,6 +121,20 @@ export class UpstreamTimeout extends Schema.TaggedError<UpstreamTimeout>()("Upst
   }
 }
 
+/**
+ * A service with `instances:` whose every instance is taken out (each refused or reset a connection, and its health
+ * URL has not answered since).
+ */
+export class NoHealthyInstance extends Schema.TaggedError<NoHealthyInstance>()("NoHealthyInstance", {
+  serviceId: Schema.String,
+  /** How many instances it has, all of them out. */
+  instances: Schema.Number
+}) {
+  override get message() {
+    return `no instance of "${this.serviceId}" is healthy (${this.instances} taken out: each is back once its health URL answers)`
+  }
+}
+
 /** Every connection of the upstream's pool stayed busy for the whole bounded wait. */
 export class UpstreamPoolFull extends Schema.TaggedError<UpstreamPoolFull>()("UpstreamPoolFull", {
   serviceId: Schema.String,

@@ -6,6 +6,7 @@ import {
   GatewayStopping,
   InternalError,
   InvalidModelRequest,
+  NoHealthyInstance,
   NotFound,
   QueueFull,
   QueueTimeout,
@@ -37,6 +38,7 @@ export type GatewayError =
   | UpstreamUnavailable
   | UpstreamTimeout
   | UpstreamPoolFull
+  | NoHealthyInstance
   | ServiceBusy
   | RequestBodyTooLarge
   | UpstreamBodyTooLarge
@@ -178,6 +180,12 @@ export const HttpErrors = {
   UpstreamPoolFull: httpError(UpstreamPoolFull, {
     status: 503,
     description: "every connection to the upstream stayed busy for the bounded wait; Retry-After",
+    headers: retryAfter(BUSY_RETRY_AFTER_SECONDS)
+  }),
+  NoHealthyInstance: httpError(NoHealthyInstance, {
+    status: 503,
+    description:
+      "every instance of the service is taken out (refused or reset a connection; back once its health URL answers); Retry-After",
     headers: retryAfter(BUSY_RETRY_AFTER_SECONDS)
   }),
   ServiceBusy: httpError(ServiceBusy, {

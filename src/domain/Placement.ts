@@ -54,13 +54,15 @@ export type PlacementSource =
 /**
  * The machine ids to try, in order: the service's own `machines:` list, else the first routing rule that matches
  * the service (its steps in order, a label selector expanding to the matching machines in file order, each machine
- * once), else none (the service runs where its URLs point).
+ * once), else none (the service runs where its URLs point, as a service with `instances:` always does).
  */
 export const placementOf = (
   service: ServiceConfig,
   settings: Settings
 ): { readonly machineIds: ReadonlyArray<string>; readonly source: PlacementSource } => {
   if (service.machines.length > 0) return { machineIds: service.machines, source: { _tag: "Service" } }
+  // Instances name their own hosts: no rule places them.
+  if (service.instances.length > 0) return { machineIds: [], source: { _tag: "Default" } }
   const index = settings.routingRules.findIndex((rule) => ruleMatches(rule, service.id))
   if (index === -1) return { machineIds: [], source: { _tag: "Default" } }
   const ordered = new Set<string>()

@@ -123,6 +123,14 @@ const statusFields = {
   attempt: exact(AttemptInProgress),
   automation: exact(Automation),
   container: exact(Container),
+  instances: exact(
+    Schema.Array(
+      Schema.Struct({ url: Schema.String, healthy: Schema.Boolean, inFlight: Schema.Number }).annotations({
+        identifier: "Instance",
+        description: "one of the service's instances: in rotation (healthy) or taken out, and its requests in flight"
+      })
+    )
+  ),
   source: Schema.Literal("config", "labels")
 }
 

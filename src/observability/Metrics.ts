@@ -42,6 +42,10 @@ export const inFlight = Metric.gauge("hestia_in_flight", {
 export const websocketsOpen = Metric.gauge("hestia_websockets_open", {
   description: "Websockets open through the gateway, by service (each holds its service from its idle stop)."
 })
+export const instanceHealthy = Metric.gauge("hestia_instance_healthy", {
+  description:
+    "1 while an instance of a service with instances: is in rotation, 0 while it is taken out (refused or reset a connection, its health not back yet)."
+})
 export const serviceState = Metric.gauge("hestia_service_state", {
   description: "1 for the state each service is in (cold, starting, hot, stopping), 0 for the others."
 })
@@ -316,13 +320,22 @@ const record = (event: LifecycleEvent) => {
   }
 }
 
-/** Queue depth, in-flight requests and state are the registry's own counters: read at scrape time, they cannot drift. */
+/**
+ * Queue depth, in-flight requests, state and the instances' health are the registry's own counters: read at scrape
+ * time, they cannot drift.
+ */
 const sampleGauges = Effect.gen(function* () {
   const registry = yield* ServiceRegistry
   for (const view of yield* registry.list) {
     const service = label("service", view.serviceId)
     yield* Metric.set(Metric.taggedWithLabels(queueDepth, [service]), view.queuePending)
     yield* Metric.set(Metric.taggedWithLabels(inFlight, [service]), view.inFlight)
+    for (const instance of view.instances ?? []) {
+      yield* Metric.set(
+        Metric.taggedWithLabels(instanceHealthy, [service, label("instance", instance.url)]),
+        instance.healthy ? 1 : 0
+      )
+    }
     for (const state of STATES) {
       yield* Metric.set(
         Metric.taggedWithLabels(serviceState, [service, label("state", state)]),

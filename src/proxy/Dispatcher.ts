@@ -208,7 +208,8 @@ export class Dispatcher extends Effect.Service<Dispatcher>()("hestia/Dispatcher"
           method: input.method,
           path: upstreamPath(upstreamBase(exchange.lease.target), parsed.path, parsed.query),
           headers: span === undefined ? headers : Telemetry.withTraceparent(headers, span),
-          body: input.body ?? null
+          body: input.body ?? null,
+          servicePath: parsed
         })
         return yield* Deferred.await(answered)
       }).pipe(

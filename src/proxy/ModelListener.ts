@@ -3,7 +3,7 @@ import { Cause, Effect, Either, Exit, FiberId, FiberSet } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import type { ServiceConfig } from "../config/HestiaConfig.ts"
 import { LiveConfig } from "../config/LiveConfig.ts"
-import { BadRequest, InvalidModelRequest, RequestBodyTimeout, UnknownModel } from "../domain/Errors.ts"
+import { BadRequest, InvalidModelRequest, RequestBodyTimeout, UnknownModel, UnknownService } from "../domain/Errors.ts"
 import type { GatewayError } from "../domain/HttpErrors.ts"
 import { internalErrorResponse, type ModelApi, toModelApiErrorResponse } from "../domain/ModelApiErrors.ts"
 import { knownModels, type ListedModel, makeCatalog } from "../domain/ModelCatalog.ts"
@@ -23,6 +23,7 @@ import {
 } from "./ModelApis.ts"
 import { modelOf, withModel } from "./ModelBody.ts"
 import { ProxyListener, type RenderError, writeError } from "./ProxyListener.ts"
+import { RequestRouting } from "./RequestRouting.ts"
 import { CLIENT_CLOSED } from "./UpstreamPools.ts"
 
 /**
@@ -74,6 +75,7 @@ export class ModelListener extends Effect.Service<ModelListener>()("hestia/Model
     const registry = yield* ServiceRegistry
     const auth = yield* Auth
     const proxy = yield* ProxyListener
+    const routing = yield* RequestRouting
     const runFork = yield* FiberSet.makeRuntime<never>()
     const clock = yield* Effect.clock
     const recorder = requestRecorder(registry.has)
@@ -178,10 +180,52 @@ export class ModelListener extends Effect.Service<ModelListener>()("hestia/Model
       return Effect.raceFirst(readBoundedBody(req, limit), stalled)
     }
 
+    /**
+     * `model_strategy`: a routing strategy asked with the body before the catalog; the service it names wins (an
+     * alias of that service's in the body is still rewritten). No decision: the body's model decides.
+     */
+    const byStrategy = (req: IncomingMessage, path: ModelPath, body: Buffer, requestId: string) =>
+      Effect.gen(function* () {
+        const strategy = live.current().modelStrategy
+        if (strategy === undefined || !routing.routes(strategy)) return undefined
+        const to = yield* routing.route(strategy, {
+          method: req.method ?? "GET",
+          path: path.path + path.query,
+          headers: req.headers,
+          body
+        })
+        if (to === undefined) return undefined
+        const endpoint = path.api === "openai" ? "/openai/v1" : "/ollama/api"
+        if (!registry.has(to)) {
+          yield* routing.unknown(strategy, endpoint, to)
+          return yield* new UnknownService({ serviceId: to })
+        }
+        yield* Effect.logDebug(`${endpoint}: routed to ${to} by ${strategy}`).pipe(
+          Effect.annotateLogs({ event: "routed", serviceId: endpoint, to, strategy, requestId })
+        )
+        const named = modelOf(body, path.api)
+        const own = "problem" in named ? undefined : catalog.resolve(named.model)
+        const sent =
+          own === undefined || "problem" in named || own.serviceId !== to || own.upstreamModel === named.model
+            ? body
+            : withModel(body, named.field, own.upstreamModel)
+        return { serviceId: to, body: sent }
+      })
+
     /** Read the body, find its model's service, rewrite an alias, and hand the request to the proxy. */
     const route = (req: IncomingMessage, res: ServerResponse, path: ModelPath, requestId: string, startedAt: bigint) =>
       Effect.gen(function* () {
         const body = yield* readBody(req, res)
+        const routed = yield* byStrategy(req, path, body, requestId)
+        if (routed !== undefined) {
+          if (res.destroyed) return
+          return proxy.forward(
+            req,
+            res,
+            { serviceId: routed.serviceId, path: path.path, query: path.query },
+            { startedAt, requestId, body: routed.body, render: renderers[path.api] }
+          )
+        }
         const named = modelOf(body, path.api)
         if ("problem" in named) return yield* new InvalidModelRequest({ reason: named.problem, known })
         const chosen = catalog.resolve(named.model)

@@ -16,9 +16,11 @@ import {
   upstreamPath,
   withContentLength
 } from "./ForwardingRules.ts"
+import { RequestRouting } from "./RequestRouting.ts"
 import {
   CLIENT_CLOSED,
   CLIENT_GONE,
+  NO_SERVICE,
   type ServiceUpstream,
   UpstreamExchange,
   UpstreamPools,
@@ -97,7 +99,8 @@ class ProxyExchange extends UpstreamExchange {
     requestId: string,
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
-    readonly serviceLabel: string,
+    /** Its service in the metrics (the one a routing strategy chose, once it has). */
+    public serviceLabel: string,
     readonly startedAt: bigint,
     readonly span: Tracer.Span | undefined,
     readonly context: ListenerContext,
@@ -176,16 +179,6 @@ export interface ForwardOptions {
   readonly render: RenderError
 }
 
-/** A placeholder for requests that are answered before any service is known (bad path, unknown service, denied). */
-const NO_SERVICE: ServiceUpstream = {
-  serviceId: UNKNOWN_SERVICE,
-  gate: undefined,
-  headersTimeout: 0,
-  bodyTimeout: 0,
-  bodyIdleTimeoutMs: 0,
-  reportRefused: () => {}
-}
-
 /**
  * The node:http listener for `/services/...`. A hot service goes straight to its upstream pool: no Effect router, no
  * fiber, one object and one close listener per request. A service that is not hot (or whose gate is full) takes the
@@ -197,6 +190,7 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
     const auth = yield* Auth
     const pools = yield* UpstreamPools
     const waitingPages = yield* WaitingPage
+    const routing = yield* RequestRouting
     const runFork = yield* FiberSet.makeRuntime<never>()
     const clock = yield* Effect.clock
     const recorder = requestRecorder(registry.has)
@@ -234,7 +228,8 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
         path: upstreamPath(upstreamBase(exchange.lease!.target), parsed.path, parsed.query),
         // With tracing on, the upstream sees our span as its parent (a client's traceparent is replaced).
         headers: exchange.span === undefined ? headers : Telemetry.withTraceparent(headers, exchange.span),
-        body: exchange.body ?? (exchange.hasBody ? req : null)
+        body: exchange.body ?? (exchange.hasBody ? req : null),
+        servicePath: parsed
       }
     }
 
@@ -275,6 +270,42 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
             state: before
           })
         )
+      })
+
+    /**
+     * A service with a routing strategy: the strategy names the service the request goes to (once: that service's
+     * own strategy is not asked), which then takes it as if the client had asked for it — cold start, queue, gates,
+     * metrics and activity its own. No decision (or a failure, a timeout): the service itself. An id that is not
+     * configured: 404 UnknownService, as a client's would be.
+     */
+    const routedPath = (exchange: ProxyExchange, parsed: ServicePath, strategy: string) =>
+      Effect.gen(function* () {
+        const req = exchange.req
+        const to = yield* routing.route(strategy, {
+          method: req.method ?? "GET",
+          path: (parsed.path === "" ? "/" : parsed.path) + parsed.query,
+          headers: req.headers
+        })
+        if (to === undefined || to === parsed.serviceId) return send(exchange, parsed)
+        const target = pools.service(to)
+        if (target === undefined) {
+          yield* routing.unknown(strategy, parsed.serviceId, to)
+          return yield* new UnknownService({ serviceId: to })
+        }
+        exchange.service = target
+        exchange.serviceLabel = target.serviceId
+        exchange.span?.attribute("hestia.service.id", to)
+        exchange.span?.attribute("hestia.routed.from", parsed.serviceId)
+        yield* Effect.logDebug(`${parsed.serviceId}: routed to ${to} by ${strategy}`).pipe(
+          Effect.annotateLogs({
+            event: "routed",
+            serviceId: parsed.serviceId,
+            to,
+            strategy,
+            requestId: exchange.requestId
+          })
+        )
+        send(exchange, { serviceId: to, path: parsed.path, query: parsed.query })
       })
 
     /** The slow path on a fiber of its own; the client leaving stops it. */
@@ -328,6 +359,10 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
       if (denied !== undefined) return exchange.fail(denied)
       if (parsed instanceof BadRequest) return exchange.fail(parsed)
       if (service === undefined) return exchange.fail(new UnknownService({ serviceId: parsed.serviceId }))
+      // The one question every request pays for routing: whether its service's strategy routes.
+      if (service.strategy !== undefined && routing.routes(service.strategy)) {
+        return slowPath(exchange, routedPath(exchange, parsed, service.strategy))
+      }
       send(exchange, parsed)
     }
 

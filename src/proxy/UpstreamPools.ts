@@ -3,13 +3,20 @@ import { Effect, FiberSet, Metric, MetricLabel } from "effect"
 import { Pool } from "undici"
 import type { ServiceConfig, Settings } from "../config/HestiaConfig.ts"
 import { LiveConfig } from "../config/LiveConfig.ts"
-import { ServiceBusy, UpstreamPoolFull, UpstreamTimeout, UpstreamUnavailable } from "../domain/Errors.ts"
+import {
+  NoHealthyInstance,
+  ServiceBusy,
+  UpstreamPoolFull,
+  UpstreamTimeout,
+  UpstreamUnavailable
+} from "../domain/Errors.ts"
 import type { GatewayError } from "../domain/HttpErrors.ts"
 import type { Target } from "../domain/Placement.ts"
+import { UNKNOWN_SERVICE } from "../observability/Metrics.ts"
 import type { Lease } from "../registry/ServiceRegistry.ts"
 import { ServiceRegistry } from "../registry/ServiceRegistry.ts"
 import { ConcurrencyGate } from "./ConcurrencyGate.ts"
-import { clientHeaders, upstreamBase } from "./ForwardingRules.ts"
+import { clientHeaders, type ServicePath, upstreamBase, upstreamPath } from "./ForwardingRules.ts"
 
 /** Connections per upstream origin (undici keep-alive pool). */
 export const POOL_CONNECTIONS = 256
@@ -34,6 +41,8 @@ export interface UpstreamRequest {
   readonly body: IncomingMessage | Buffer | string | null
   /** `websocket` for an upgrade: undici sends `Connection: upgrade` and calls the exchange's `onUpgrade` on a 101. */
   readonly upgrade?: string
+  /** The path below the service: what a request refused by one of a service's instances is sent again with. */
+  readonly servicePath?: ServicePath
 }
 
 /** What the exchange needs of a service, computed once. */
@@ -46,6 +55,19 @@ export interface ServiceUpstream {
   readonly bodyIdleTimeoutMs: number
   /** The hot upstream refused a connection: it is gone (a supervised fork into the registry). */
   readonly reportRefused: (target: Target) => void
+  /** Its `strategy:` (a routing strategy is asked before each request; see RequestRouting). */
+  readonly strategy: string | undefined
+}
+
+/** A placeholder for requests and handshakes answered before any service is known (bad path, unknown service, denied). */
+export const NO_SERVICE: ServiceUpstream = {
+  serviceId: UNKNOWN_SERVICE,
+  gate: undefined,
+  headersTimeout: 0,
+  bodyTimeout: 0,
+  bodyIdleTimeoutMs: 0,
+  reportRefused: () => {},
+  strategy: undefined
 }
 
 interface OriginPool {
@@ -59,6 +81,23 @@ export const CLIENT_CLOSED = 499
 /** How an exchange was ended from our side; the client leaving is not an error anyone is told about. */
 export const CLIENT_GONE = Object.freeze({ _tag: "ClientGone" as const })
 type AbortReason = GatewayError | typeof CLIENT_GONE
+
+/**
+ * What failing over to another instance answers: sent again (true), or not possible (false: the other origin's pool
+ * is full).
+ */
+type Resend = (exchange: UpstreamExchange, target: Target) => boolean
+
+/** Methods a request may be sent again with after a connection reset (RFC 9110 §9.2.2): it may have been received. */
+const IDEMPOTENT: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
+
+/** A connection refused or cut before any answer: the instance behind it is taken out. */
+const REFUSALS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection reset",
+  UND_ERR_SOCKET: "connection closed before any answer"
+}
 
 const isAbortReason = (error: unknown): error is AbortReason =>
   typeof error === "object" && error !== null && typeof (error as { _tag?: unknown })._tag === "string"
@@ -83,12 +122,20 @@ export abstract class UpstreamExchange {
   finished = false
   /** Handed to undici: from now on undici's callbacks end the exchange (and release it). */
   sent = false
+  /** The response head arrived: a failure from now on is never a refusal to fail over from. */
+  answered = false
+  /** As last sent (kept for a failover). */
+  request: UpstreamRequest | undefined = undefined
+  /** Sent again once already, to another instance. */
+  retried = false
+  resend: Resend | undefined = undefined
   private abortUpstream: ((reason: Error) => void) | undefined = undefined
   private abortReason: AbortReason | undefined = undefined
   private resumeUpstream: (() => void) | undefined = undefined
 
   constructor(
-    readonly service: ServiceUpstream,
+    /** The service it is for; a routing strategy may name another before anything is sent. */
+    public service: ServiceUpstream,
     readonly requestId: string
   ) {}
 
@@ -135,6 +182,7 @@ export abstract class UpstreamExchange {
   }
 
   onHeaders(statusCode: number, rawHeaders: Array<Buffer>, resume: () => void) {
+    this.answered = true
     this.resumeUpstream = resume
     return this.onResponseHead(statusCode, clientHeaders(rawHeaders, this.setsRequestId ? this.requestId : undefined))
   }
@@ -150,9 +198,37 @@ export abstract class UpstreamExchange {
 
   onError(error: Error) {
     if (this.finished) return
-    const failure = this.classify(error)
+    const refusal = this.lease?.refused === undefined || this.answered ? undefined : REFUSALS[errorCode(error) ?? ""]
+    const failure =
+      refusal !== undefined && this.abortReason === undefined ? this.failOver(error, refusal) : this.classify(error)
+    if (failure === null) return
     if (failure !== undefined) this.onFailure(failure)
     this.release()
+  }
+
+  /**
+   * One of the service's instances refused (or reset) the connection before answering: it is taken out, and a
+   * request without a body is sent once to another healthy instance (after a reset, only an idempotent one: the
+   * first may have received it). null: sent again; otherwise the failure to answer.
+   */
+  private failOver(error: Error, reason: string): GatewayError | null {
+    const request = this.request
+    const serviceId = this.service.serviceId
+    const retry =
+      !this.retried &&
+      request !== undefined &&
+      request.body === null &&
+      request.servicePath !== undefined &&
+      (errorCode(error) === "ECONNREFUSED" || IDEMPOTENT.has(request.method))
+    const next = this.lease!.refused!(reason, retry)
+    if (next === undefined) return new UpstreamUnavailable({ serviceId, reason })
+    if (next instanceof NoHealthyInstance) return next
+    this.retried = true
+    this.abortUpstream = undefined
+    this.resumeUpstream = undefined
+    return this.resend?.(this, next) === true
+      ? null
+      : new UpstreamPoolFull({ serviceId, connections: POOL_CONNECTIONS, waitedMs: 0 })
   }
 
   private classify(error: unknown): GatewayError | undefined {
@@ -219,6 +295,7 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
       headersTimeout: service.upstreamTimeoutMs,
       bodyTimeout: service.streamIdleTimeoutMs,
       bodyIdleTimeoutMs: service.bodyIdleTimeoutMs,
+      strategy: service.strategy,
       reportRefused: (target) => {
         runFork(registry.reportUnavailable(service.id, target, "connection refused"))
       }
@@ -233,7 +310,22 @@ export class UpstreamPools extends Effect.Service<UpstreamPools>()("hestia/Upstr
     yield* follow(live.current())
     yield* live.follow({ apply: follow })
 
+    /** To another instance of the service, after a refusal: a connection of its origin now, or not at all. */
+    const resend: Resend = (exchange, target) => {
+      const request = exchange.request!
+      const base = upstreamBase(target)
+      const origin = originPool(base.origin)
+      if (!origin.gate.tryEnter()) return false
+      exchange.poolGate?.leave()
+      exchange.poolGate = origin.gate
+      const below = request.servicePath!
+      send(exchange, origin.pool, { ...request, path: upstreamPath(base, below.path, below.query) })
+      return true
+    }
+
     const send = (exchange: UpstreamExchange, pool: Pool, request: UpstreamRequest) => {
+      exchange.request = request
+      exchange.resend = resend
       exchange.sent = true
       exchange.onSent()
       try {

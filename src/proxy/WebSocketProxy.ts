@@ -22,9 +22,11 @@ import {
   upstreamPath
 } from "./ForwardingRules.ts"
 import { writeError } from "./ProxyListener.ts"
+import { RequestRouting } from "./RequestRouting.ts"
 import {
   CLIENT_CLOSED,
   CLIENT_GONE,
+  NO_SERVICE,
   type ServiceUpstream,
   UpstreamExchange,
   UpstreamPools,
@@ -97,7 +99,8 @@ class UpgradeExchange extends UpstreamExchange {
     readonly socket: Socket,
     readonly res: ServerResponse,
     private readonly head: Buffer,
-    readonly serviceLabel: string,
+    /** Its service in the metrics (the one a routing strategy chose, once it has). */
+    public serviceLabel: string,
     readonly startedAt: bigint,
     readonly span: Tracer.Span | undefined,
     private readonly context: ProxyContext
@@ -187,16 +190,6 @@ class UpgradeExchange extends UpstreamExchange {
   }
 }
 
-/** A placeholder for handshakes answered before any service is known (bad path, unknown service, denied). */
-const NO_SERVICE: ServiceUpstream = {
-  serviceId: UNKNOWN_SERVICE,
-  gate: undefined,
-  headersTimeout: 0,
-  bodyTimeout: 0,
-  bodyIdleTimeoutMs: 0,
-  reportRefused: () => {}
-}
-
 /**
  * Websockets through `/services/{id}/...`: the server's `upgrade` event, on the same path as every proxied request —
  * auth, path checks, the lease (a cold service starts first), X-Forwarded-* and X-Request-ID, the upstream's answer
@@ -210,6 +203,7 @@ export class WebSocketProxy extends Effect.Service<WebSocketProxy>()("hestia/Web
     const auth = yield* Auth
     const pools = yield* UpstreamPools
     const activity = yield* ActivityLog
+    const routing = yield* RequestRouting
     const runFork = yield* FiberSet.makeRuntime<never>()
     const clock = yield* Effect.clock
     const recorder = requestRecorder(registry.has)
@@ -308,21 +302,61 @@ export class WebSocketProxy extends Effect.Service<WebSocketProxy>()("hestia/Web
         path: upstreamPath(upstreamBase(exchange.lease!.target), parsed.path, parsed.query),
         headers: exchange.span === undefined ? headers : Telemetry.withTraceparent(headers, exchange.span),
         body: null,
-        upgrade: "websocket"
+        upgrade: "websocket",
+        servicePath: parsed
       }
     }
 
     /** A cold service (or a full gate): wait for the start like any request, then forward the handshake. */
-    const slowPath = (exchange: UpgradeExchange, parsed: ServicePath) => {
-      const wait = Effect.gen(function* () {
+    const waitAndForward = (exchange: UpgradeExchange, parsed: ServicePath) =>
+      Effect.gen(function* () {
         if (exchange.lease === undefined) {
           const acquire = registry.acquire(parsed.serviceId, exchange.requestId)
           exchange.lease = yield* exchange.span === undefined ? acquire : Effect.withParentSpan(acquire, exchange.span)
         }
         yield* pools.start(exchange, upstreamRequest(exchange, parsed))
       })
+
+    /** Hot and room at the gates: the handshake goes at once; else it waits on a fiber. */
+    const send = (exchange: UpgradeExchange, parsed: ServicePath) => {
+      exchange.lease = registry.tryAcquireHot(parsed.serviceId)
+      if (exchange.lease !== undefined && pools.tryStart(exchange, upstreamRequest(exchange, parsed))) return
+      slowPath(exchange, waitAndForward(exchange, parsed))
+    }
+
+    /** A handshake to a service with a routing strategy: routed as any request (ProxyListener's routedPath). */
+    const routedPath = (exchange: UpgradeExchange, parsed: ServicePath, strategy: string) =>
+      Effect.gen(function* () {
+        const to = yield* routing.route(strategy, {
+          method: "GET",
+          path: (parsed.path === "" ? "/" : parsed.path) + parsed.query,
+          headers: exchange.req.headers
+        })
+        if (to === undefined || to === parsed.serviceId) return send(exchange, parsed)
+        const target = pools.service(to)
+        if (target === undefined) {
+          yield* routing.unknown(strategy, parsed.serviceId, to)
+          return yield* new UnknownService({ serviceId: to })
+        }
+        exchange.service = target
+        exchange.serviceLabel = target.serviceId
+        exchange.span?.attribute("hestia.service.id", to)
+        exchange.span?.attribute("hestia.routed.from", parsed.serviceId)
+        yield* Effect.logDebug(`${parsed.serviceId}: websocket routed to ${to} by ${strategy}`).pipe(
+          Effect.annotateLogs({
+            event: "routed",
+            serviceId: parsed.serviceId,
+            to,
+            strategy,
+            requestId: exchange.requestId
+          })
+        )
+        send(exchange, { serviceId: to, path: parsed.path, query: parsed.query })
+      })
+
+    const slowPath = (exchange: UpgradeExchange, work: Effect.Effect<void, GatewayError>) => {
       exchange.fiber = runFork(
-        wait.pipe(
+        work.pipe(
           Effect.onExit((exit) =>
             Effect.sync(() => {
               if (Exit.isSuccess(exit)) return
@@ -395,9 +429,10 @@ export class WebSocketProxy extends Effect.Service<WebSocketProxy>()("hestia/Web
       if (parsed instanceof BadRequest) return exchange.fail(parsed)
       if (service === undefined) return exchange.fail(new UnknownService({ serviceId: parsed.serviceId }))
       if (draining) return exchange.fail(new GatewayStopping())
-      exchange.lease = registry.tryAcquireHot(parsed.serviceId)
-      if (exchange.lease !== undefined && pools.tryStart(exchange, upstreamRequest(exchange, parsed))) return
-      slowPath(exchange, parsed)
+      if (service.strategy !== undefined && routing.routes(service.strategy)) {
+        return slowPath(exchange, routedPath(exchange, parsed, service.strategy))
+      }
+      send(exchange, parsed)
     }
 
     /** Every open websocket is closed with 1001 (going away); new handshakes are refused from now on. */

@@ -3,6 +3,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Clock, Effect, Schedule, Stream } from "effect"
 import type { ServiceConfig } from "../config/HestiaConfig.ts"
 import { ReadinessTimeout } from "../domain/Errors.ts"
+import { type HealthCheck, healthChecks } from "../domain/Instances.ts"
 import type { Target } from "../domain/Placement.ts"
 
 /** One probe never waits longer than this, so a hung health endpoint cannot stall readiness. */
@@ -21,7 +22,7 @@ export const probeSchedule = Schedule.fixed("10 millis").pipe(
   Schedule.andThen(Schedule.exponential("150 millis", 1.5).pipe(Schedule.union(Schedule.spaced("1 second"))))
 )
 
-type ProbeResult = { readonly ok: boolean; readonly detail: string }
+export type ProbeResult = { readonly ok: boolean; readonly detail: string }
 
 /** `ECONNREFUSED` rather than undici's whole sentence: the code is what a person reads in `lastProbe`. */
 const transportDetail = (error: HttpClientError.HttpClientError) => {
@@ -30,13 +31,16 @@ const transportDetail = (error: HttpClientError.HttpClientError) => {
   return typeof code === "string" ? code : error.message
 }
 
-/** Waits until a started service can take requests: its health URL answers 2xx, or `warmup_ms` has passed. */
+/**
+ * Waits until a started service can take requests: its health URL answers 2xx (for a service with instances: one
+ * instance's health answers), or `warmup_ms` has passed.
+ */
 export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
   effect: Effect.gen(function* () {
     // Probes are not traced: at 10 ms apart they would drown the start's trace; Readiness.wait carries the count.
     const client = (yield* HttpClient.HttpClient).pipe(HttpClient.withTracerDisabledWhen(() => true))
 
-    const probeOnce = (url: string): Effect.Effect<ProbeResult> =>
+    const probeOnce = (url: string, anyAnswer = false): Effect.Effect<ProbeResult> =>
       client.get(url).pipe(
         Effect.tap((response) =>
           response.stream.pipe(
@@ -52,16 +56,41 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
         Effect.timeoutFail({ duration: PROBE_TIMEOUT_MS, onTimeout: () => "probe timed out" }),
         Effect.match({
           onSuccess: (response) => ({
-            ok: response.status >= 200 && response.status < 300,
+            ok: anyAnswer || (response.status >= 200 && response.status < 300),
             detail: `HTTP ${response.status}`
           }),
           onFailure: (reason) => ({ ok: false, detail: typeof reason === "string" ? reason : transportDetail(reason) })
         })
       )
 
+    /**
+     * One round over a service's health checks, at once: ready when one of them is (a service with instances is up
+     * when one instance is). The detail is the answering check's, else each failure's.
+     */
+    const probeAll = (checks: ReadonlyArray<HealthCheck>): Effect.Effect<ProbeResult> =>
+      checks.length === 1
+        ? probeOnce(checks[0]!.url, checks[0]!.anyAnswer)
+        : Effect.map(
+            Effect.forEach(checks, (check) => probeOnce(check.url, check.anyAnswer), { concurrency: "unbounded" }),
+            (results) =>
+              results.find((result) => result.ok) ?? {
+                ok: false,
+                detail: results.map((result, i) => `${checks[i]!.url}: ${result.detail}`).join("; ")
+              }
+          )
+
     return {
-      /** One probe of a health URL (2 s at most): a status read of an external service asks this way. */
+      /** One probe of a health URL (2 s at most); with `anyAnswer`, any HTTP answer counts as up. */
       probe: probeOnce,
+      /**
+       * One probe round of what readiness asks of a service on `target` (its instances' health, or its health URL);
+       * undefined when there is nothing to ask (readiness is a warmup then). A status read of an external service
+       * asks this way.
+       */
+      probeService: (service: ServiceConfig, target: Target): Effect.Effect<ProbeResult> | undefined => {
+        const checks = healthChecks(service, target)
+        return checks.length === 0 ? undefined : probeAll(checks)
+      },
       /** Each attempt gets `startup_timeout_seconds` to turn healthy; the request's own wait is the registry's. */
       wait: Effect.fn("Readiness.wait")(function* (
         service: ServiceConfig,
@@ -69,9 +98,9 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
         /** Told of every probe's result as it comes (the start's progress: status, "still starting" lines). */
         observe: (probes: number, last: string) => void = () => {}
       ) {
-        const healthUrl = target.healthUrl
+        const checks = healthChecks(service, target)
         yield* Effect.annotateCurrentSpan({ "hestia.service.id": service.id, "hestia.machine.id": target.machineId })
-        if (healthUrl === undefined) {
+        if (checks.length === 0) {
           yield* Effect.annotateCurrentSpan({ "hestia.readiness.mode": "warmup", "hestia.readiness.probes": 0 })
           yield* Effect.sleep(service.warmupMs)
           return { probes: 0 }
@@ -81,7 +110,7 @@ export class Readiness extends Effect.Service<Readiness>()("hestia/Readiness", {
         let last = "none"
         const probe = Effect.suspend(() => {
           probes++
-          return probeOnce(healthUrl)
+          return probeAll(checks)
         }).pipe(
           Effect.tap((result) => {
             last = result.detail

@@ -41,6 +41,9 @@ export type LifecycleEvent =
   | (Base & { readonly type: "stopped"; readonly reason: StopReason })
   | (Base & { readonly type: "stop_failed"; readonly message: string })
   | (Base & { readonly type: "upstream_gone"; readonly reason: string })
+  /** One of a service's `instances:` refused or reset a connection: taken out until its health answers again. */
+  | (Base & { readonly type: "instance_down"; readonly url: string; readonly reason: string })
+  | (Base & { readonly type: "instance_up"; readonly url: string; readonly downMs: number })
   | (Base & { readonly type: "adopted"; readonly lastActivity: number })
   | (Base & { readonly type: "request_queued"; readonly position: number; readonly joined?: boolean | undefined })
   | (Base & { readonly type: "request_released"; readonly waitedMs: number })
@@ -53,6 +56,7 @@ const levels: Partial<Record<LifecycleEventType, "warning" | "error" | "debug">>
   start_failed: "error",
   stop_failed: "error",
   upstream_gone: "warning",
+  instance_down: "warning",
   request_queued: "debug",
   request_released: "debug",
   request_rejected: "warning"
@@ -82,6 +86,10 @@ const describe = (event: LifecycleEvent): string => {
       return `${event.serviceId}: stop failed: ${event.message}`
     case "upstream_gone":
       return `${event.serviceId}: upstream gone (${event.reason})`
+    case "instance_down":
+      return `${event.serviceId}: instance ${event.url} taken out (${event.reason})`
+    case "instance_up":
+      return `${event.serviceId}: instance ${event.url} back in after ${event.downMs} ms`
     case "adopted":
       return `${event.serviceId}: adopted as hot on ${event.machineId}`
     case "request_queued":

@@ -14,6 +14,7 @@ import {
 } from "effect"
 import type { ServiceConfig, ServiceSource } from "../config/HestiaConfig.ts"
 import {
+  NoHealthyInstance,
   QueueFull,
   QueueTimeout,
   type StartAttempt,
@@ -28,6 +29,8 @@ import { type Instance, Orchestrator } from "../orchestrators/Orchestrator.ts"
 import type { AutomationView } from "../orchestrators/SemaphoreTasks.ts"
 import { Readiness } from "../readiness/Readiness.ts"
 import type { PersistedService } from "../store/ServiceRows.ts"
+import type { InstanceBalanceShape } from "./InstanceBalance.ts"
+import { type InstanceChange, InstanceSet, type InstanceState, type InstanceView } from "./InstanceSet.ts"
 import type { LifecycleEvent, LifecycleEvents } from "./LifecycleEvents.ts"
 import { restore } from "./Restore.ts"
 import {
@@ -51,6 +54,12 @@ import * as StartupPolicy from "./StartupPolicy.ts"
 export interface Lease {
   readonly target: Target
   readonly release: () => void
+  /**
+   * Only for a service with `instances:`: the instance of `target` refused or reset the connection before any answer
+   * (`reason`). It is taken out; with `retry`, the lease moves to another healthy instance (the default rule) and
+   * `target` is that one's, returned, or NoHealthyInstance when none is left; undefined when no retry was asked.
+   */
+  readonly refused?: (reason: string, retry: boolean) => Target | NoHealthyInstance | undefined
 }
 
 /** An event as the owner emits it: its service and time are filled in. */
@@ -89,6 +98,8 @@ export interface ServiceStatusView {
   readonly automation?: AutomationView
   /** For container services: the container, its image and engine. */
   readonly container?: ContainerView
+  /** For a service with `instances:`: each one, whether it is in (healthy) or out, and its requests in flight. */
+  readonly instances?: ReadonlyArray<InstanceView>
   /** Where it was declared: the config file, or a container's labels. */
   readonly source: ServiceSource
 }
@@ -128,6 +139,8 @@ export interface OwnerContext {
   readonly activityChanged: () => void
   /** The machines a start tries, in order (a placement strategy may reorder the configured ones). */
   readonly placeStart: (service: ServiceConfig, targets: ReadonlyArray<Target>) => Effect.Effect<ReadonlyArray<Target>>
+  /** Which of its `instances:` a request gets (a balance strategy, else the default rule). */
+  readonly balance: InstanceBalanceShape
 }
 
 /**
@@ -142,7 +155,9 @@ export interface ServiceOwner {
   /** A lease when the service is hot, without a fiber (the proxy's fast path). */
   readonly tryLeaseHot: () => Lease | undefined
   /** A lease on a hot service, starting it (and waiting, within `request_timeout_seconds`) if needed. */
-  readonly acquire: (requestId?: string) => Effect.Effect<Lease, QueueFull | QueueTimeout | StartupFailed>
+  readonly acquire: (
+    requestId?: string
+  ) => Effect.Effect<Lease, QueueFull | QueueTimeout | StartupFailed | NoHealthyInstance>
   /** `POST .../start` (the control request's id in its events); the state it was in. */
   readonly start: (requestId?: string) => Effect.Effect<ServiceStatus>
   /** Completes when the service is hot (starting it if cold), or fails with the start's typed error. */
@@ -284,6 +299,17 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       Effect.forkIn(Effect.interruptible(effect), scope)
     const supervise = <A, E>(effect: Effect.Effect<A, E>) => FiberSet.run(ctx.fibers, Effect.interruptible(effect))
 
+    /** A request's end: what every lease's release does once. */
+    const ended = () => {
+      inFlight--
+      lastActivity = now()
+      ctx.activityChanged()
+      if (inFlight === 0 && idleSignal !== undefined) {
+        Deferred.unsafeDone(idleSignal, Exit.void)
+        idleSignal = undefined
+      }
+    }
+
     const lease = (hot: Hot): Lease => {
       inFlight++
       let released = false
@@ -292,18 +318,96 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
         release: () => {
           if (released) return
           released = true
-          inFlight--
-          lastActivity = now()
-          ctx.activityChanged()
-          if (inFlight === 0 && idleSignal !== undefined) {
-            Deferred.unsafeDone(idleSignal, Exit.void)
-            idleSignal = undefined
-          }
+          ended()
         }
       }
     }
 
-    const tryLeaseHot = () => (state._tag === "Hot" ? lease(state) : undefined)
+    // ---------------------------------------------------------------------------------------------------------------
+    // Instances (`instances:`): each lease is on one of them
+    // ---------------------------------------------------------------------------------------------------------------
+
+    const runFork = yield* FiberSet.runtime(ctx.fibers)<never>()
+    const readiness = Context.get(ctx.context, Readiness)
+    const instanceContext = {
+      serviceId: id,
+      // Each probe bounded like a readiness probe's (2 s at most).
+      probe: (check: { readonly url: string; readonly anyAnswer: boolean }) =>
+        Effect.map(readiness.probe(check.url, check.anyAnswer), (result) => result.ok),
+      run: <A, E>(effect: Effect.Effect<A, E>) => runFork(Effect.interruptible(effect)),
+      changed: (change: InstanceChange) => emit(change),
+      now
+    }
+    const instancesOf = (p: Placement, previous: InstanceSet | undefined): InstanceSet | undefined => {
+      if (p.service.instances.length === 0) {
+        previous?.close()
+        return undefined
+      }
+      if (previous === undefined) return new InstanceSet(instanceContext, p.service, p.targets[0]!)
+      previous.update(p.service, p.targets[0]!)
+      return previous
+    }
+    let instanceSet = instancesOf(placed, undefined)
+
+    /** A lease on one instance: its requests in flight counted, and the failover of a refused connection. */
+    const instanceLease = (hot: Hot, set: InstanceSet, first: InstanceState): Lease => {
+      inFlight++
+      first.inFlight++
+      let instance = first
+      let released = false
+      return {
+        get target() {
+          return instance.target
+        },
+        release: () => {
+          if (released) return
+          released = true
+          instance.inFlight--
+          ended()
+        },
+        refused: (reason, retry) => {
+          set.takeOut(instance, reason)
+          if (!retry || released || state !== hot) return undefined
+          const next = set.pick()
+          if (next === undefined) return noHealthy(set)
+          instance.inFlight--
+          next.inFlight++
+          instance = next
+          return next.target
+        }
+      }
+    }
+
+    const noHealthy = (set: InstanceSet) => new NoHealthyInstance({ serviceId: id, instances: set.instances.length })
+
+    /**
+     * A lease on a hot service with instances: the balance strategy's pick (one it was told is out counts as no
+     * decision), else the default rule. The state may change while a strategy answers: then `again`.
+     */
+    const leaseInstance = <E>(
+      hot: Hot,
+      set: InstanceSet,
+      again: Effect.Effect<Lease, E>
+    ): Effect.Effect<Lease, E | NoHealthyInstance> =>
+      Effect.gen(function* () {
+        if (set.healthy() === 0) return yield* noHealthy(set)
+        const service = placed.service
+        let chosen = ctx.balance.balances(service) ? yield* ctx.balance.pick(service, set.instances) : undefined
+        if (state !== hot || instanceSet !== set) return yield* again
+        if (chosen !== undefined && (!chosen.healthy || !set.has(chosen))) chosen = undefined
+        chosen ??= set.pick()
+        if (chosen === undefined) return yield* noHealthy(set)
+        return instanceLease(hot, set, chosen)
+      })
+
+    /** Hot: a lease at once, or undefined when it needs more (a strategy's answer, or no healthy instance). */
+    const tryLeaseHot = () => {
+      if (state._tag !== "Hot") return undefined
+      if (instanceSet === undefined) return lease(state)
+      if (ctx.balance.balances(placed.service)) return undefined
+      const instance = instanceSet.pick()
+      return instance === undefined ? undefined : instanceLease(state, instanceSet, instance)
+    }
 
     // ---------------------------------------------------------------------------------------------------------------
     // Starting
@@ -633,12 +737,18 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     // Requests and control
     // ---------------------------------------------------------------------------------------------------------------
 
-    type Admission = { readonly _tag: "Leased"; readonly lease: Lease } | { readonly _tag: "Queued" }
+    type Admission =
+      | { readonly _tag: "Leased"; readonly lease: Lease }
+      | { readonly _tag: "Queued" }
+      | { readonly _tag: "Hot" }
 
     const admit = (requestId: string | undefined) =>
       locked(
         Effect.gen(function* () {
-          if (state._tag === "Hot") return { _tag: "Leased", lease: lease(state) } as Admission
+          if (state._tag === "Hot") {
+            // With instances, which one is picked outside the lock (a strategy may take a while).
+            return (instanceSet === undefined ? { _tag: "Leased", lease: lease(state) } : { _tag: "Hot" }) as Admission
+          }
           if (pending >= placed.service.queueSize) {
             yield* emit({ type: "request_rejected", error: "QueueFull", requestId })
             return yield* new QueueFull({ serviceId: id, capacity: placed.service.queueSize })
@@ -665,10 +775,10 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     }
 
     /** Follows the state until it is hot: every waiter of a start awaits that start's one Deferred. */
-    const untilHot: Effect.Effect<Lease, StartupFailed> = Effect.suspend(() => {
+    const untilHot: Effect.Effect<Lease, StartupFailed | NoHealthyInstance> = Effect.suspend(() => {
       switch (state._tag) {
         case "Hot":
-          return Effect.succeed(lease(state))
+          return instanceSet === undefined ? Effect.succeed(lease(state)) : leaseInstance(state, instanceSet, untilHot)
         case "Starting":
           return Effect.zipRight(Deferred.await(state.ready), untilHot)
         case "Draining":
@@ -683,12 +793,18 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
       }
     })
 
-    const acquire = (requestId?: string) =>
+    const acquire = (
+      requestId?: string
+    ): Effect.Effect<Lease, QueueFull | QueueTimeout | StartupFailed | NoHealthyInstance> =>
       Effect.suspend(() => {
         const hot = tryLeaseHot()
         if (hot !== undefined) return Effect.succeed(hot)
+        if (state._tag === "Hot" && instanceSet !== undefined) {
+          return leaseInstance(state, instanceSet, acquire(requestId))
+        }
         return Effect.flatMap(admit(requestId), (admission) => {
           if (admission._tag === "Leased") return Effect.succeed(admission.lease)
+          if (admission._tag === "Hot") return acquire(requestId)
           const queuedAt = now()
           const waitMs = placed.service.requestTimeoutMs
           return untilHot.pipe(
@@ -784,21 +900,17 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     let probing: Fiber.RuntimeFiber<void> | undefined
     const probeExternal = Effect.gen(function* () {
       const target = placed.targets[0]
-      if (
-        !neverRan ||
-        state._tag !== "Cold" ||
-        retired ||
-        placed.service.kind !== "external" ||
-        target?.healthUrl === undefined
-      ) {
+      if (!neverRan || state._tag !== "Cold" || retired || placed.service.kind !== "external" || target === undefined) {
         return
       }
+      // Its health URL (or, with instances, theirs): nothing to ask means nothing to find.
+      const probe = Context.get(ctx.context, Readiness).probeService(placed.service, target)
+      if (probe === undefined) return
       // At most one probe a second; a status read waits for it briefly, never for a dead host's whole timeout.
       if (probing === undefined && now() - probedAt >= EXTERNAL_PROBE_EVERY_MS) {
         probedAt = now()
-        const readiness = Context.get(ctx.context, Readiness)
         probing = yield* supervise(
-          readiness.probe(target.healthUrl).pipe(
+          probe.pipe(
             Effect.timeoutOption(EXTERNAL_PROBE_MS),
             Effect.flatMap((result) =>
               Option.isSome(result) && result.value.ok ? becameHotOnItsOwn(target) : Effect.void
@@ -862,6 +974,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
           ? { waitingFor: current.progress.waitingFor }
           : {}),
         ...(current._tag === "Draining" ? { draining: { by: current.by, since: iso(current.since) } } : {}),
+        ...(instanceSet === undefined ? {} : { instances: instanceSet.view() }),
         ...(attempt === undefined ? {} : { attempt: { ...attempt, since: iso(attempt.since) } })
       } satisfies ServiceStatusView
     })
@@ -911,6 +1024,8 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const reconfigure = (next: Placement) =>
       locked(
         Effect.gen(function* () {
+          // Its instances are what requests are sent to, not what it was started from: they change at once.
+          instanceSet = instancesOf(next, instanceSet)
           const restartNeeded =
             startedFrom(next) !== startedFrom(placed) || next.lock !== placed.lock || next.gate !== placed.gate
           if (!restartNeeded || state._tag === "Cold") {
@@ -931,6 +1046,7 @@ export const make = (ctx: OwnerContext): Effect.Effect<ServiceOwner> =>
     const retire = locked(
       Effect.gen(function* () {
         retired = true
+        instanceSet?.close()
         startAfterStop = false
         if (state._tag === "Starting") yield* cancelStart(state)
         else if (state._tag === "Hot") yield* supervise(restartWhenIdle("removed"))

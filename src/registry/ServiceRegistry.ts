@@ -11,6 +11,7 @@ import { Readiness } from "../readiness/Readiness.ts"
 import { ActivityLog } from "../store/ActivityLog.ts"
 import { ServiceRows } from "../store/ServiceRows.ts"
 import * as ExclusiveGroup from "./ExclusiveGroup.ts"
+import { InstanceBalance } from "./InstanceBalance.ts"
 import { LifecycleEvents } from "./LifecycleEvents.ts"
 import * as ServiceOwner from "./ServiceOwner.ts"
 import * as StartGate from "./StartGate.ts"
@@ -51,6 +52,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
     )
     const context = yield* Effect.context<Orchestrator | Readiness>()
     const startPlacement = yield* StartPlacement
+    const balance = yield* InstanceBalance
     /** Machine id → when a start last became ready there (what a least-recently-used placement needs). */
     const lastStartedOn: Record<string, number> = {}
 
@@ -114,6 +116,7 @@ export class ServiceRegistry extends Effect.Service<ServiceRegistry>()("hestia/S
         automation: semaphoreTasks.automation,
         container: containerRecords.view,
         activityChanged: () => lastActivityChanged.unsafeOpen(),
+        balance,
         placeStart: (service, targets) =>
           Effect.flatMap(Clock.currentTimeMillis, (now) =>
             startPlacement.order(service, targets, {

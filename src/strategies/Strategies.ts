@@ -2,7 +2,7 @@ import * as NodeFs from "node:fs"
 import * as Path from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Chunk, Clock, Deferred, Duration, Effect, Either, Exit, FiberSet, Queue, Runtime } from "effect"
-import type { MachineConfig, ServiceConfig } from "../config/HestiaConfig.ts"
+import type { MachineConfig, ServiceConfig, Settings } from "../config/HestiaConfig.ts"
 import { LiveConfig } from "../config/LiveConfig.ts"
 import { ConfigError, StrategyCallFailed, StrategyLoadFailed } from "../domain/Errors.ts"
 import { type StrategyRecorder, strategyRecorder, UNKNOWN_STRATEGY } from "../observability/StrategyMetrics.ts"
@@ -198,10 +198,13 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
       return recorder
     }
 
-    /** The services as configured now (a reload replaces them). */
+    /** The services and the model endpoints' strategy as configured now (a reload replaces them). */
     let services = config.services
+    let modelStrategy = config.modelStrategy
     const usedBy = (name: string) =>
       [...services.values()].filter((service) => service.strategy === name).map((service) => service.id)
+    /** Something calls it: a service, or the model endpoints (`model_strategy`). */
+    const inUse = (name: string) => modelStrategy === name || usedBy(name).length > 0
 
     const strategyOf = (fileName: string) => files.get(fileName)?.loaded?.name ?? null
 
@@ -395,7 +398,7 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
           fresh.delete(name)
           yield* loaded.runner.close
         }
-        for (const loaded of fresh.values()) if (usedBy(loaded.name).length === 0) yield* loaded.runner.park
+        for (const loaded of fresh.values()) if (!inUse(loaded.name)) yield* loaded.runner.park
 
         // Apply in one step (nothing yields in between): `list` and the calls never see half a reload.
         const after: Array<Effect.Effect<void>> = []
@@ -495,19 +498,49 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
         return retry
       })
 
-    /** Every service's `strategy:` must name a loaded strategy. */
-    const check = (services: Iterable<ServiceConfig>, source: string) =>
+    const notLoaded = (name: string) => {
+      const loaded = [...byName.keys()].sort()
+      return (
+        `no strategy named "${name}" in strategies_dir ${dir} ` +
+        `(${loaded.length === 0 ? "none loaded" : `loaded: ${loaded.join(", ")}`})`
+      )
+    }
+
+    /**
+     * Every `strategy:` names a loaded strategy of a kind its service can use — routing for any service, placement
+     * for one that is started on machines, balance for one with `instances:` — and `model_strategy` a routing one.
+     */
+    const check = (settings: Pick<Settings, "services" | "modelStrategy" | "source">) =>
       Effect.gen(function* () {
-        for (const service of services) {
-          if (service.strategy === undefined || byName.has(service.strategy)) continue
-          const loaded = [...byName.keys()].sort()
-          return yield* new ConfigError({
-            file: source,
-            path: `services.${service.id}.strategy`,
-            problem:
-              `no strategy named "${service.strategy}" in strategies_dir ${dir} ` +
-              `(${loaded.length === 0 ? "none loaded" : `loaded: ${loaded.join(", ")}`})`
-          })
+        const refuse = (path: string, problem: string) => new ConfigError({ file: settings.source, path, problem })
+        for (const service of settings.services.values()) {
+          const name = service.strategy
+          if (name === undefined) continue
+          const path = `services.${service.id}.strategy`
+          const kind = byName.get(name)?.kind
+          if (kind === undefined) return yield* refuse(path, notLoaded(name))
+          if (kind === "balance" && service.instances.length === 0) {
+            return yield* refuse(
+              path,
+              `"${name}" is a balance strategy: it picks one of a service's instances:, and ${service.id} has none`
+            )
+          }
+          if (kind === "placement" && service.instances.length > 0) {
+            return yield* refuse(
+              path,
+              `"${name}" is a placement strategy: it orders the machines a start tries, and a service with instances: starts none (a balance strategy picks among them)`
+            )
+          }
+        }
+        const model = settings.modelStrategy
+        if (model === undefined) return
+        const kind = byName.get(model)?.kind
+        if (kind === undefined) return yield* refuse("model_strategy", notLoaded(model))
+        if (kind !== "routing") {
+          return yield* refuse(
+            "model_strategy",
+            `"${model}" is a ${kind} strategy: the model endpoints need a routing strategy (route(request) → a service id)`
+          )
         }
       })
 
@@ -518,13 +551,15 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
       )
     )
     yield* scan("start")
-    yield* check(config.services.values(), config.source)
-    // A reload naming a strategy no plugin has is refused as a start would be; an applied one updates usedBy.
+    yield* check(config)
+    // A reload naming a strategy no plugin has is refused as a start would be; an applied one updates usedBy (and a
+    // strategy it names now, parked until then, gets its thread at its first call).
     yield* liveConfig.follow({
-      check: (next) => check(next.services.values(), next.source),
+      check,
       apply: (next) =>
         Effect.sync(() => {
           services = next.services
+          modelStrategy = next.modelStrategy
         })
     })
 
@@ -659,8 +694,8 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
           })
         }
         const missing = new Set(
-          [...services.values()].flatMap((service) =>
-            service.strategy === undefined || byName.has(service.strategy) ? [] : [service.strategy]
+          [...[...services.values()].map((service) => service.strategy), modelStrategy].flatMap((name) =>
+            name === undefined || byName.has(name) ? [] : [name]
           )
         )
         for (const name of missing) {
@@ -746,7 +781,10 @@ export class Strategies extends Effect.Service<Strategies>()("hestia/Strategies"
         return yield* decide<I>(
           name,
           "balance",
-          [serviceView(service), instances.map(({ url, healthy, inFlight }) => ({ url, healthy, inFlight }))],
+          [
+            serviceView(service),
+            instances.map(({ url, healthy, inFlight, labels }) => ({ url, healthy, inFlight, labels }))
+          ],
           (value) => {
             if (isNothing(value)) return Either.right(undefined)
             const url = typeof value === "object" ? (value as { url?: unknown }).url : undefined

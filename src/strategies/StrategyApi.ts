@@ -60,6 +60,8 @@ export interface BalanceInstance {
   readonly healthy: boolean
   /** Requests being forwarded to it right now. */
   readonly inFlight: number
+  /** The keys of its `instances:` entry besides url and health_url (`region: us-east`). */
+  readonly labels: Readonly<Record<string, string | number | boolean>>
 }
 
 interface StrategyBase {

@@ -243,14 +243,20 @@ describe("configs of the first (Python) Hestia through the real entry point", ()
   )
 
   it.live(
-    "with the strategies keys of its comments uncommented: its strategy must exist; instances is deprecated",
+    "with the strategies keys of its comments uncommented: its strategy must exist; its instances (labels and all) load",
     () =>
       Effect.gen(function* () {
         const uncommented = python
           .replace('# strategy: "model_router"', 'strategy: "model_router"')
           .replace("# instances:", "instances:")
-          .replace('#   - { url: "http://ollama-a:11434", region: "us-east" }', '  - { url: "http://ollama-a:11434" }')
-          .replace('#   - { url: "http://ollama-b:11434", region: "us-west" }', '  - { url: "http://ollama-b:11434" }')
+          .replace(
+            '#   - { url: "http://ollama-a:11434", region: "us-east" }',
+            '  - { url: "http://ollama-a:11434", region: "us-east" }'
+          )
+          .replace(
+            '#   - { url: "http://ollama-b:11434", region: "us-west" }',
+            '  - { url: "http://ollama-b:11434", region: "us-west" }'
+          )
         assert.notStrictEqual(uncommented, python)
         const env = { ...clean, SEMAPHORE_API_KEY: "token" }
         // The repository's strategies/ has no model_router: refused, naming the key and what is there.
@@ -260,7 +266,7 @@ describe("configs of the first (Python) Hestia through the real entry point", ()
           refused.stderr,
           /^hestia: configuration error: .*: services\.ollama\.strategy: no strategy named "model_router" in strategies_dir \.\/strategies \(loaded: header-router, lru-placement, round-robin\)\n$/
         )
-        // With a strategy of that name, it starts; instances is still a key without effect.
+        // With a strategy of that name, it starts, and nothing is deprecated any more (routing: stays commented).
         const strategies = Path.join(dir, "python-strategies")
         mkdirSync(strategies, { recursive: true })
         writeFileSync(
@@ -269,12 +275,15 @@ describe("configs of the first (Python) Hestia through the real entry point", ()
         )
         const result = yield* runGateway(uncommented, { ...env, HESTIA_STRATEGIES_DIR: strategies })
         assert.include(result.stdout, '"event":"listening"')
-        assert.deepStrictEqual(
-          events(result.stdout, "config_deprecated").map((line) => line.key),
-          ["services.ollama.instances"]
-        )
+        assert.deepStrictEqual(events(result.stdout, "config_deprecated"), [])
         assert.deepStrictEqual(events(result.stdout, "config_warning"), [])
         assert.strictEqual(events(result.stdout, "strategy_loaded")[0]!.strategy, "model_router")
+        // Its load_balancer is the shipped round-robin: a balance strategy over those instances.
+        const balanced = yield* runGateway(
+          uncommented.replace('strategy: "model_router"', 'strategy: "round-robin"'),
+          env
+        )
+        assert.include(balanced.stdout, '"event":"listening"')
       })
   )
 })

@@ -368,34 +368,133 @@ describe("configs of the first (Python) Hestia", () => {
     })
   )
 
-  it.effect("strategy is kept as written; instances and routing are accepted with one deprecation warning each", () =>
-    Effect.gen(function* () {
-      const settings = yield* parse(
-        `services:
+  it.effect(
+    "strategy is kept as written; instances are read, labels and all; routing is accepted with a deprecation warning",
+    () =>
+      Effect.gen(function* () {
+        const settings = yield* parse(
+          `services:
   ollama:
     base_url: "http://localhost:11434"
+    health_url: "http://localhost:11434/api/tags"
     strategy: "model_router"
     instances:
       - { url: "http://ollama-a:11434", region: "us-east" }
+      - "http://ollama-b:11434"
     routing:
       model_key: "model"
       by_model: { llama3: "http://ollama-a:11434" }
   quiet: { base_url: "http://localhost:1", strategy: null }
 `,
+          "conf.yml"
+        ).pipe(withEnv({}))
+        assert.deepStrictEqual(
+          settings.warnings.map((w) => [w.key, w.kind]),
+          [["services.ollama.routing", "deprecated"]]
+        )
+        const ollama = settings.services.get("ollama")!
+        assert.strictEqual(ollama.strategy, "model_router")
+        assert.strictEqual(ollama.kind, "external")
+        assert.deepStrictEqual(ollama.instances, [
+          { url: "http://ollama-a:11434", healthUrl: undefined, labels: { region: "us-east" } },
+          { url: "http://ollama-b:11434", healthUrl: undefined, labels: {} }
+        ])
+        assert.notProperty(ollama, "routing")
+        assert.deepStrictEqual(settings.services.get("quiet")!.instances, [])
+      })
+  )
+})
+
+describe("instances:", () => {
+  it.effect("base_url may be left out (the first instance's URL stands in); health_url per instance", () =>
+    Effect.gen(function* () {
+      const settings = yield* parse(
+        `services:
+  pool:
+    instances:
+      - http://127.0.0.1:9001
+      - { url: "http://127.0.0.1:9002/", health_url: "http://127.0.0.1:9002/ready", zone: 2, gpu: true }
+`,
         "conf.yml"
-      ).pipe(withEnv({}))
-      assert.deepStrictEqual(
-        settings.warnings.map((w) => [w.key, w.kind]),
+      ).pipe(withEnv({ POOL_IDLE_TIMEOUT_MS: "0" }))
+      const pool = settings.services.get("pool")!
+      assert.strictEqual(pool.baseUrl, "http://127.0.0.1:9001")
+      assert.strictEqual(pool.idleTimeoutMs, 0)
+      assert.deepStrictEqual(pool.instances[1], {
+        url: "http://127.0.0.1:9002/",
+        healthUrl: "http://127.0.0.1:9002/ready",
+        labels: { zone: 2, gpu: true }
+      })
+    })
+  )
+
+  it.effect("a bad one, or one with something that starts the service, is refused in one line naming its key", () =>
+    Effect.gen(function* () {
+      const cases: ReadonlyArray<readonly [string, string, string]> = [
+        ["{ health_url: 'http://h:1/health' }", "services.s.base_url", "is missing"],
+        ["{ instances: [] }", "services.s.base_url", "is missing"],
+        ["{ instances: ['ftp://h:1'] }", "services.s.instances.0", "expected an http:// or https:// URL"],
         [
-          ["services.ollama.instances", "deprecated"],
-          ["services.ollama.routing", "deprecated"]
+          "{ instances: [3] }",
+          "services.s.instances.0",
+          "expected a URL, or a mapping { url, health_url?, ...labels }"
+        ],
+        ["{ instances: [{ region: a }] }", "services.s.instances.0.url", "is missing"],
+        [
+          "{ instances: [{ url: 'http://h:1', health_url: 'nope' }] }",
+          "services.s.instances.0.health_url",
+          "expected an http:// or https:// URL"
+        ],
+        [
+          "{ instances: ['http://h:1'], command: ['node', 'x.js'] }",
+          "services.s.instances",
+          "not with command: instances are upstreams that run on their own (the gateway starts none of them)"
+        ],
+        [
+          "{ instances: ['http://h:1'], container: { name: xy } }",
+          "services.s.instances",
+          "not with container: instances are upstreams that run on their own (the gateway starts none of them)"
+        ],
+        [
+          "{ instances: ['http://h:1'], semaphore_enabled: true, semaphore_start_template_id: 1 }",
+          "services.s.instances",
+          "not with semaphore_enabled: instances are upstreams that run on their own (the gateway starts none of them)"
+        ],
+        [
+          "{ instances: ['http://h:1'], machines: [m] }",
+          "services.s.instances",
+          "not with machines: an instance names its own host in its URL"
+        ],
+        [
+          "{ instances: ['http://h:1'], fallback_url: 'http://h:2' }",
+          "services.s.instances",
+          "not with fallback_url: the instances fail over among themselves"
+        ],
+        ["{ instances: ['http://h:1', 'http://h:1/'] }", "services.s.instances.1", "http://h:1/ is listed twice"],
+        [
+          "{ instances: ['http://{host}:1'] }",
+          "services.s.instances.0",
+          "{host} is filled from a machine: an instance's URL names its host"
         ]
-      )
-      assert.include(settings.warnings[0]!.message, "one service per instance")
-      const ollama = settings.services.get("ollama")!
-      assert.strictEqual(ollama.strategy, "model_router")
-      assert.notProperty(ollama, "instances")
-      assert.notProperty(ollama, "routing")
+      ]
+      for (const [entry, path, problem] of cases) {
+        const error = yield* failure(
+          `semaphore_base_url: http://sem:3000\nmachines: { m: { host: h } }\nservices:\n  s: ${entry}\n`
+        )
+        assert.deepStrictEqual([error.path, error.problem], [path, problem], entry)
+      }
+    })
+  )
+
+  it.effect("model_strategy is a top-level name, also from HESTIA_MODEL_STRATEGY", () =>
+    Effect.gen(function* () {
+      const fromFile = yield* parse("model_strategy: by-body\n", "conf.yml").pipe(withEnv({}))
+      assert.strictEqual(fromFile.modelStrategy, "by-body")
+      const fromEnv = yield* parse("{}\n", "conf.yml").pipe(withEnv({ HESTIA_MODEL_STRATEGY: "other" }))
+      assert.strictEqual(fromEnv.modelStrategy, "other")
+      assert.strictEqual((yield* parse("{}\n", "conf.yml").pipe(withEnv({}))).modelStrategy, undefined)
+      const empty = yield* failure("model_strategy: ''\n")
+      assert.strictEqual(empty.path, "model_strategy")
     })
   )
 })

@@ -25,6 +25,7 @@ const samples: { readonly [Tag in GatewayError["_tag"]]: Extract<GatewayError, {
   UpstreamUnavailable: new E.UpstreamUnavailable({ serviceId: "svc", reason: "ECONNREFUSED" }),
   UpstreamTimeout: new E.UpstreamTimeout({ serviceId: "svc", timeoutMs: 10 }),
   UpstreamPoolFull: new E.UpstreamPoolFull({ serviceId: "svc", connections: 256, waitedMs: 5000 }),
+  NoHealthyInstance: new E.NoHealthyInstance({ serviceId: "svc", instances: 3 }),
   ServiceBusy: new E.ServiceBusy({ serviceId: "svc", limit: 2, waitedMs: 5000 }),
   RequestBodyTooLarge: new E.RequestBodyTooLarge({ limitBytes: 10 }),
   UpstreamBodyTooLarge: new E.UpstreamBodyTooLarge({ serviceId: "svc", limitBytes: 10 }),

@@ -116,8 +116,8 @@ export default strategy
         ])
         // Balance: the caller's own instance object comes back; the parked strategy's worker starts on its first call.
         const instances = [
-          { url: "http://a", healthy: true, inFlight: 0, tag: "a" },
-          { url: "http://b", healthy: true, inFlight: 2, tag: "b" }
+          { url: "http://a", healthy: true, inFlight: 0, labels: {}, tag: "a" },
+          { url: "http://b", healthy: true, inFlight: 2, labels: { zone: "b" }, tag: "b" }
         ]
         const picked = yield* strategies.balance("t-balance", service("d"), instances)
         assert.strictEqual(picked, instances[1])
@@ -381,7 +381,7 @@ describe("Strategies: calls never fail", () => {
         assert.strictEqual(yield* strategies.place("c-place", service("s"), machines, ctx), undefined)
         assert.strictEqual(yield* failures("c-place", "invalid_result"), 1)
         assert.deepStrictEqual(yield* strategies.place("c-dupes", service("s"), machines, ctx), ["m2", "m1"])
-        const instances = [{ url: "http://a", healthy: true, inFlight: 0 }]
+        const instances = [{ url: "http://a", healthy: true, inFlight: 0, labels: {} }]
         assert.strictEqual(yield* strategies.balance("c-bal", service("s"), instances), undefined)
         assert.strictEqual(yield* failures("c-bal", "invalid_result"), 1)
 

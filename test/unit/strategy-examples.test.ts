@@ -12,7 +12,7 @@ const layer = strategiesLayer(
   strategiesYaml(Path.join(repoRoot, "strategies"), {
     llama: "header-router",
     gpu: "lru-placement",
-    pool: "round-robin"
+    pool: ["round-robin", ["http://127.0.0.1:1", "http://127.0.0.1:2"]]
   })
 )
 
@@ -83,9 +83,9 @@ describe("the example strategies", () => {
     Effect.gen(function* () {
       const strategies = yield* Strategies
       const instances = [
-        { url: "http://a", healthy: true, inFlight: 0 },
-        { url: "http://b", healthy: false, inFlight: 0 },
-        { url: "http://c", healthy: true, inFlight: 3 }
+        { url: "http://a", healthy: true, inFlight: 0, labels: {} },
+        { url: "http://b", healthy: false, inFlight: 0, labels: {} },
+        { url: "http://c", healthy: true, inFlight: 3, labels: {} }
       ]
       const pick = (id: string, list = instances) =>
         Effect.map(strategies.balance("round-robin", service(id), list), (instance) => instance?.url)
