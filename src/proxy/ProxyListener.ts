@@ -16,7 +16,7 @@ import {
   upstreamPath,
   withContentLength
 } from "./ForwardingRules.ts"
-import { RequestRouting } from "./RequestRouting.ts"
+import { RequestRouting, routedPathOf, routeExchange } from "./RequestRouting.ts"
 import {
   CLIENT_CLOSED,
   CLIENT_GONE,
@@ -272,41 +272,16 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
         )
       })
 
-    /**
-     * A service with a routing strategy: the strategy names the service the request goes to (once: that service's
-     * own strategy is not asked), which then takes it as if the client had asked for it — cold start, queue, gates,
-     * metrics and activity its own. No decision (or a failure, a timeout): the service itself. An id that is not
-     * configured: 404 UnknownService, as a client's would be.
-     */
+    /** A service with a routing strategy: the service it names takes the request (see routeExchange). */
     const routedPath = (exchange: ProxyExchange, parsed: ServicePath, strategy: string) =>
-      Effect.gen(function* () {
-        const req = exchange.req
-        const to = yield* routing.route(strategy, {
-          method: req.method ?? "GET",
-          path: (parsed.path === "" ? "/" : parsed.path) + parsed.query,
-          headers: req.headers
-        })
-        if (to === undefined || to === parsed.serviceId) return send(exchange, parsed)
-        const target = pools.service(to)
-        if (target === undefined) {
-          yield* routing.unknown(strategy, parsed.serviceId, to)
-          return yield* new UnknownService({ serviceId: to })
-        }
-        exchange.service = target
-        exchange.serviceLabel = target.serviceId
-        exchange.span?.attribute("hestia.service.id", to)
-        exchange.span?.attribute("hestia.routed.from", parsed.serviceId)
-        yield* Effect.logDebug(`${parsed.serviceId}: routed to ${to} by ${strategy}`).pipe(
-          Effect.annotateLogs({
-            event: "routed",
-            serviceId: parsed.serviceId,
-            to,
-            strategy,
-            requestId: exchange.requestId
-          })
-        )
-        send(exchange, { serviceId: to, path: parsed.path, query: parsed.query })
-      })
+      Effect.map(
+        routeExchange(routing, pools.service, exchange, parsed, strategy, {
+          method: exchange.req.method ?? "GET",
+          path: routedPathOf(parsed),
+          headers: exchange.req.headers
+        }),
+        (path) => send(exchange, path)
+      )
 
     /** The slow path on a fiber of its own; the client leaving stops it. */
     const slowPath = (exchange: ProxyExchange, work: Effect.Effect<void, GatewayError>) => {

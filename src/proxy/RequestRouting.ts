@@ -1,4 +1,7 @@
-import { Context, Effect } from "effect"
+import { Context, Effect, type Tracer } from "effect"
+import { UnknownService } from "../domain/Errors.ts"
+import type { ServicePath } from "./ForwardingRules.ts"
+import type { ServiceUpstream } from "./UpstreamPools.ts"
 
 /** A request as a routing strategy is asked about it (headers as node gives them; see Strategies.route). */
 export interface RoutedRequest {
@@ -27,3 +30,47 @@ export class RequestRouting extends Context.Reference<RequestRouting>()("hestia/
     unknown: () => Effect.void
   })
 }) {}
+
+/** An exchange a routing strategy may move to another service (the proxy's and the websocket listener's). */
+export interface Routable {
+  service: ServiceUpstream
+  serviceLabel: string
+  readonly span: Tracer.Span | undefined
+  readonly requestId: string
+}
+
+/**
+ * A request for a service with a routing strategy: the strategy names the service it goes to (once: that service's
+ * own strategy is not asked), which then takes it as if the client had asked for it — cold start, queue, gates,
+ * metrics and activity its own. The path to send (the exchange moved to the new service), or `parsed` unchanged when
+ * there is no decision (a failure, a timeout) or it names the same service; an id that is not configured is
+ * 404 UnknownService, as a client's would be.
+ */
+export const routeExchange = (
+  routing: RequestRoutingShape,
+  upstreamOf: (serviceId: string) => ServiceUpstream | undefined,
+  exchange: Routable,
+  parsed: ServicePath,
+  strategy: string,
+  request: RoutedRequest
+): Effect.Effect<ServicePath, UnknownService> =>
+  Effect.gen(function* () {
+    const to = yield* routing.route(strategy, request)
+    if (to === undefined || to === parsed.serviceId) return parsed
+    const target = upstreamOf(to)
+    if (target === undefined) {
+      yield* routing.unknown(strategy, parsed.serviceId, to)
+      return yield* new UnknownService({ serviceId: to })
+    }
+    exchange.service = target
+    exchange.serviceLabel = target.serviceId
+    exchange.span?.attribute("hestia.service.id", to)
+    exchange.span?.attribute("hestia.routed.from", parsed.serviceId)
+    yield* Effect.logDebug(`${parsed.serviceId}: routed to ${to} by ${strategy}`).pipe(
+      Effect.annotateLogs({ event: "routed", serviceId: parsed.serviceId, to, strategy, requestId: exchange.requestId })
+    )
+    return { serviceId: to, path: parsed.path, query: parsed.query }
+  })
+
+/** The path and query a routing strategy is shown: below the service, `/` at least. */
+export const routedPathOf = (parsed: ServicePath) => (parsed.path === "" ? "/" : parsed.path) + parsed.query

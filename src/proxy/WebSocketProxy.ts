@@ -22,7 +22,7 @@ import {
   upstreamPath
 } from "./ForwardingRules.ts"
 import { writeError } from "./ProxyListener.ts"
-import { RequestRouting } from "./RequestRouting.ts"
+import { RequestRouting, routedPathOf, routeExchange } from "./RequestRouting.ts"
 import {
   CLIENT_CLOSED,
   CLIENT_GONE,
@@ -324,35 +324,16 @@ export class WebSocketProxy extends Effect.Service<WebSocketProxy>()("hestia/Web
       slowPath(exchange, waitAndForward(exchange, parsed))
     }
 
-    /** A handshake to a service with a routing strategy: routed as any request (ProxyListener's routedPath). */
+    /** A handshake to a service with a routing strategy: routed as any request (see routeExchange). */
     const routedPath = (exchange: UpgradeExchange, parsed: ServicePath, strategy: string) =>
-      Effect.gen(function* () {
-        const to = yield* routing.route(strategy, {
+      Effect.map(
+        routeExchange(routing, pools.service, exchange, parsed, strategy, {
           method: "GET",
-          path: (parsed.path === "" ? "/" : parsed.path) + parsed.query,
+          path: routedPathOf(parsed),
           headers: exchange.req.headers
-        })
-        if (to === undefined || to === parsed.serviceId) return send(exchange, parsed)
-        const target = pools.service(to)
-        if (target === undefined) {
-          yield* routing.unknown(strategy, parsed.serviceId, to)
-          return yield* new UnknownService({ serviceId: to })
-        }
-        exchange.service = target
-        exchange.serviceLabel = target.serviceId
-        exchange.span?.attribute("hestia.service.id", to)
-        exchange.span?.attribute("hestia.routed.from", parsed.serviceId)
-        yield* Effect.logDebug(`${parsed.serviceId}: websocket routed to ${to} by ${strategy}`).pipe(
-          Effect.annotateLogs({
-            event: "routed",
-            serviceId: parsed.serviceId,
-            to,
-            strategy,
-            requestId: exchange.requestId
-          })
-        )
-        send(exchange, { serviceId: to, path: parsed.path, query: parsed.query })
-      })
+        }),
+        (path) => send(exchange, path)
+      )
 
     const slowPath = (exchange: UpgradeExchange, work: Effect.Effect<void, GatewayError>) => {
       exchange.fiber = runFork(
