@@ -18,6 +18,10 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     exclude: noEngine ? ["test/containers/**", "**/node_modules/**"] : ["**/node_modules/**"],
+    // The embedded default config discovers labelled containers on the local engine (DOCKER_HOST, else
+    // /var/run/docker.sock). Tests never ask the machine's shared daemon: their gateways find no engine there, and
+    // the container tests name their private engines' sockets.
+    env: { DOCKER_HOST: "unix:///nonexistent/hestia-tests-use-private-engines-only.sock" },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Integration tests spawn processes and bind ports; two workers suit a 2-core machine.

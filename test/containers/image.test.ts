@@ -10,7 +10,7 @@ import { execIn, importRuntimeImage } from "../fixtures/RuntimeImage.ts"
 // test/fixtures/RuntimeImage.ts; no registry here), then run with only the ports changed: tini as PID 1, the user
 // `node`, the image's own config (its demo service started as a child process inside the container), the SQLite file
 // on the /data volume, the dashboard's assets, the `hestia` CLI on PATH, the HEALTHCHECK, and a stop that exits 0.
-// Docker only: Podman's compatible import does not apply HEALTHCHECK changes.
+// Docker only: Podman runs no HEALTHCHECKs without systemd.
 
 const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
 
