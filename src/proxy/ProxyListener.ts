@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { Cause, Effect, Exit, type Fiber, FiberId, FiberSet, type Tracer } from "effect"
+import { Effect, type Fiber, FiberId, FiberSet, type Tracer } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { BadRequest, RequestBodyTimeout, UnknownService } from "../domain/Errors.ts"
 import { type ErrorResponse, type GatewayError, toErrorResponse } from "../domain/HttpErrors.ts"
@@ -16,7 +16,8 @@ import {
   upstreamPath,
   withContentLength
 } from "./ForwardingRules.ts"
-import { RequestRouting, routedPathOf, routeExchange } from "./RequestRouting.ts"
+import { RequestRouting, routeExchange } from "./RequestRouting.ts"
+import { runSlowPath } from "./SlowPath.ts"
 import {
   CLIENT_CLOSED,
   CLIENT_GONE,
@@ -274,31 +275,10 @@ export class ProxyListener extends Effect.Service<ProxyListener>()("hestia/Proxy
 
     /** A service with a routing strategy: the service it names takes the request (see routeExchange). */
     const routedPath = (exchange: ProxyExchange, parsed: ServicePath, strategy: string) =>
-      Effect.map(
-        routeExchange(routing, pools.service, exchange, parsed, strategy, {
-          method: exchange.req.method ?? "GET",
-          path: routedPathOf(parsed),
-          headers: exchange.req.headers
-        }),
-        (path) => send(exchange, path)
-      )
+      Effect.map(routeExchange(routing, pools.service, exchange, parsed, strategy), (path) => send(exchange, path))
 
-    /** The slow path on a fiber of its own; the client leaving stops it. */
-    const slowPath = (exchange: ProxyExchange, work: Effect.Effect<void, GatewayError>) => {
-      exchange.fiber = runFork(
-        work.pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              if (Exit.isSuccess(exit)) return
-              const failure = Cause.failureOption(exit.cause)
-              if (failure._tag === "Some") exchange.fail(failure.value)
-              // Once sent, undici's callbacks release the exchange (the client leaving aborts it).
-              if (!exchange.sent) exchange.release()
-            })
-          )
-        )
-      )
-    }
+    const slowPath = (exchange: ProxyExchange, work: Effect.Effect<void, GatewayError>) =>
+      runSlowPath(runFork, exchange, work)
 
     const handle = (req: IncomingMessage, res: ServerResponse) => {
       const startedAt = clock.unsafeCurrentTimeNanos()

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from "node:http"
 import { Context, Effect, type Tracer } from "effect"
 import { UnknownService } from "../domain/Errors.ts"
 import type { ServicePath } from "./ForwardingRules.ts"
@@ -33,6 +34,7 @@ export class RequestRouting extends Context.Reference<RequestRouting>()("hestia/
 
 /** An exchange a routing strategy may move to another service (the proxy's and the websocket listener's). */
 export interface Routable {
+  readonly req: IncomingMessage
   service: ServiceUpstream
   serviceLabel: string
   readonly span: Tracer.Span | undefined
@@ -51,11 +53,15 @@ export const routeExchange = (
   upstreamOf: (serviceId: string) => ServiceUpstream | undefined,
   exchange: Routable,
   parsed: ServicePath,
-  strategy: string,
-  request: RoutedRequest
+  strategy: string
 ): Effect.Effect<ServicePath, UnknownService> =>
   Effect.gen(function* () {
-    const to = yield* routing.route(strategy, request)
+    // Shown the path below the service (`/` at least); the proxy streams the body, so none is given.
+    const to = yield* routing.route(strategy, {
+      method: exchange.req.method ?? "GET",
+      path: (parsed.path === "" ? "/" : parsed.path) + parsed.query,
+      headers: exchange.req.headers
+    })
     if (to === undefined || to === parsed.serviceId) return parsed
     const target = upstreamOf(to)
     if (target === undefined) {
@@ -71,6 +77,3 @@ export const routeExchange = (
     )
     return { serviceId: to, path: parsed.path, query: parsed.query }
   })
-
-/** The path and query a routing strategy is shown: below the service, `/` at least. */
-export const routedPathOf = (parsed: ServicePath) => (parsed.path === "" ? "/" : parsed.path) + parsed.query

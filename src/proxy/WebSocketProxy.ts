@@ -1,7 +1,7 @@
 import { type IncomingMessage, ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Cause, Effect, Exit, type Fiber, FiberId, FiberSet, MetricLabel, type Tracer } from "effect"
+import { Effect, type Fiber, FiberId, FiberSet, MetricLabel, type Tracer } from "effect"
 import { Auth } from "../auth/Auth.ts"
 import { HestiaConfig } from "../config/HestiaConfig.ts"
 import { BadRequest, GatewayStopping, UnknownService } from "../domain/Errors.ts"
@@ -22,7 +22,8 @@ import {
   upstreamPath
 } from "./ForwardingRules.ts"
 import { writeError } from "./ProxyListener.ts"
-import { RequestRouting, routedPathOf, routeExchange } from "./RequestRouting.ts"
+import { RequestRouting, routeExchange } from "./RequestRouting.ts"
+import { runSlowPath } from "./SlowPath.ts"
 import {
   CLIENT_CLOSED,
   CLIENT_GONE,
@@ -326,29 +327,10 @@ export class WebSocketProxy extends Effect.Service<WebSocketProxy>()("hestia/Web
 
     /** A handshake to a service with a routing strategy: routed as any request (see routeExchange). */
     const routedPath = (exchange: UpgradeExchange, parsed: ServicePath, strategy: string) =>
-      Effect.map(
-        routeExchange(routing, pools.service, exchange, parsed, strategy, {
-          method: "GET",
-          path: routedPathOf(parsed),
-          headers: exchange.req.headers
-        }),
-        (path) => send(exchange, path)
-      )
+      Effect.map(routeExchange(routing, pools.service, exchange, parsed, strategy), (path) => send(exchange, path))
 
-    const slowPath = (exchange: UpgradeExchange, work: Effect.Effect<void, GatewayError>) => {
-      exchange.fiber = runFork(
-        work.pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              if (Exit.isSuccess(exit)) return
-              const failure = Cause.failureOption(exit.cause)
-              if (failure._tag === "Some") exchange.fail(failure.value)
-              if (!exchange.sent) exchange.release()
-            })
-          )
-        )
-      )
-    }
+    const slowPath = (exchange: UpgradeExchange, work: Effect.Effect<void, GatewayError>) =>
+      runSlowPath(runFork, exchange, work)
 
     const handle = (
       req: IncomingMessage,

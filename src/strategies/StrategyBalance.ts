@@ -16,5 +16,3 @@ export const layerWithoutDependencies = Layer.effect(
     })
   )
 )
-
-export const layer = layerWithoutDependencies.pipe(Layer.provide(Strategies.Default))

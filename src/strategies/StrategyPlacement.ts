@@ -38,5 +38,3 @@ export const layerWithoutDependencies = Layer.effect(
     })
   })
 )
-
-export const layer = layerWithoutDependencies.pipe(Layer.provide(Layer.merge(Strategies.Default, LiveConfig.Default)))
