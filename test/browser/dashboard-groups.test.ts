@@ -2,17 +2,17 @@ import { writeFileSync } from "node:fs"
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Path from "node:path"
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import type { BrowserContext } from "playwright-core"
 import {
   browserAvailable,
   browserRequired,
   card,
+  describeNotRun,
   launchBrowser,
   openPage,
   phasesOf,
-  reportNotRun,
   statesOf,
   tabTo,
   textOf,
@@ -137,12 +137,7 @@ const click = (page: import("playwright-core").Page, selector: string) =>
   Effect.promise(() => page.locator(selector).click())
 
 if (!browserAvailable && !browserRequired) {
-  reportNotRun()
-  describe("the dashboard's groups in a real browser", () => {
-    it("did not run: no Chromium here (see the line above)", () => {
-      assert.isFalse(browserAvailable)
-    })
-  })
+  describeNotRun("the dashboard's groups in a real browser")
 } else {
   layer(dashboardLayer, { excludeTestServices: true, timeout: "90 seconds" })(
     "the dashboard in headless Chromium: groups, starts in progress, deaths, containers and Semaphore tasks",

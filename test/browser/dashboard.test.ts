@@ -1,15 +1,15 @@
 import { mkdirSync, statSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import type { BrowserContext } from "playwright-core"
 import {
   browserAvailable,
   browserRequired,
   card,
+  describeNotRun,
   launchBrowser,
   openPage,
-  reportNotRun,
   statesOf,
   tabTo,
   textOf,
@@ -83,12 +83,7 @@ const stateOf = (base: string, id: string) =>
   Effect.map(callJson(`${base}/v1/services/${id}/status`), (response) => response.json.state as string)
 
 if (!browserAvailable && !browserRequired) {
-  reportNotRun()
-  describe("the dashboard in a real browser", () => {
-    it("did not run: no Chromium here (see the line above)", () => {
-      assert.isFalse(browserAvailable)
-    })
-  })
+  describeNotRun("the dashboard in a real browser")
 } else {
   layer(dashboardLayer(), { excludeTestServices: true, timeout: "90 seconds" })(
     "the dashboard in headless Chromium, against the bundle and real processes",

@@ -1,14 +1,14 @@
 import { readFileSync, writeFileSync } from "node:fs"
 import * as Path from "node:path"
-import { assert, describe, it, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import type { BrowserContext, Page } from "playwright-core"
 import {
   browserAvailable,
   browserRequired,
+  describeNotRun,
   launchBrowser,
   openPage,
-  reportNotRun,
   waitFor
 } from "../fixtures/Browser.ts"
 import { ensureBundle } from "../fixtures/Bundle.ts"
@@ -90,12 +90,7 @@ const navigate = (page: Page, url: string) =>
   })
 
 if (!browserAvailable && !browserRequired) {
-  reportNotRun()
-  describe("the waiting page in a real browser", () => {
-    it("did not run: no Chromium here (see the line above)", () => {
-      assert.isFalse(browserAvailable)
-    })
-  })
+  describeNotRun("the waiting page in a real browser")
 } else {
   layer(waitingLayer(), { excludeTestServices: true, timeout: "90 seconds" })(
     "the waiting page in headless Chromium, against the bundle and real processes",

@@ -6,9 +6,9 @@ import {
   browserAvailable,
   browserRequired,
   card,
+  describeNotRun,
   launchBrowser,
   openPage,
-  reportNotRun,
   statesOf,
   textOf,
   waitFor
@@ -33,12 +33,7 @@ import { startGateway } from "../fixtures/GatewayProcess.ts"
 const kind = runnableEngines[0]!
 
 if (!browserAvailable && !browserRequired) {
-  reportNotRun()
-  describe("the dashboard's container services in a real browser", () => {
-    it("did not run: no Chromium here (see the line above)", () => {
-      assert.isFalse(browserAvailable)
-    })
-  })
+  describeNotRun("the dashboard's container services in a real browser")
 } else {
   describe(`the dashboard's container services on ${kind} (private engine), in headless Chromium`, () => {
     const engine = useEngine(kind)
